@@ -1,0 +1,77 @@
+// bind: carry a context into work that runs later or elsewhere (threads,
+// thread pools, callbacks).
+#pragma once
+
+#include <concepts>
+#include <type_traits>
+#include <utility>
+
+#include "context.hpp"
+
+namespace ctxvars {
+namespace detail {
+
+// Runs f in a fresh copy of a snapshot on every call (Python: the context an
+// asyncio callback or a new thread started with copy_context().run gets).
+template <class F>
+class snapshot_bound {
+ public:
+  snapshot_bound(context snap, F f) : snap_(std::move(snap)), f_(std::move(f)) {}
+  template <class... A>
+    requires std::invocable<F&, A...>
+  decltype(auto) operator()(A&&... a) {
+    return snap_.copy().run(f_, std::forward<A>(a)...);
+  }
+  template <class... A>
+    requires std::invocable<const F&, A...>
+  decltype(auto) operator()(A&&... a) const {
+    return snap_.copy().run(f_, std::forward<A>(a)...);
+  }
+  const context& snapshot() const noexcept { return snap_; }
+
+ private:
+  context snap_;
+  F f_;
+};
+
+// Runs f inside one given context on every call.
+template <class F>
+class context_bound {
+ public:
+  context_bound(context c, F f) : ctx_(std::move(c)), f_(std::move(f)) {}
+  template <class... A>
+    requires std::invocable<F&, A...>
+  decltype(auto) operator()(A&&... a) {
+    return ctx_.run(f_, std::forward<A>(a)...);
+  }
+  template <class... A>
+    requires std::invocable<const F&, A...>
+  decltype(auto) operator()(A&&... a) const {
+    return ctx_.run(f_, std::forward<A>(a)...);
+  }
+  const context& bound_context() const noexcept { return ctx_; }
+
+ private:
+  mutable context ctx_;  // run() changes which thread is inside, not the handle
+  F f_;
+};
+
+}  // namespace detail
+
+// Snapshots copy_context() now; every call of the result runs f in a fresh
+// copy of that snapshot, so calls never see each other's sets (or the
+// caller's later ones). `std::jthread t(ctxvars::bind(f));` starts f in a copy
+// of the creator's context. Cost per call: one context copy (one allocation).
+template <class F>
+auto bind(F&& f) {
+  return detail::snapshot_bound<std::decay_t<F>>(copy_context(), std::forward<F>(f));
+}
+
+// Every call of the result runs f inside c itself: its sets stay in c. Two
+// calls at once on different threads: the second throws context_in_use_error.
+template <class F>
+auto bind(context c, F&& f) {
+  return detail::context_bound<std::decay_t<F>>(std::move(c), std::forward<F>(f));
+}
+
+}  // namespace ctxvars

@@ -1,0 +1,28 @@
+// ctxvars/config.hpp — every configuration macro of the library, in one place.
+//
+//   CTXVARS_CACHE_SIZE      Entries in each thread's direct-mapped cache of
+//                           variable lookups (power of two; default 128). Larger
+//                           caches keep more variables hot at ~24 bytes each per
+//                           thread.
+//   CTXVARS_LIKELY / CTXVARS_UNLIKELY / CTXVARS_NOINLINE / CTXVARS_ALWAYS_INLINE
+//                           Portable spellings of compiler hints (internal).
+#pragma once
+
+#ifndef CTXVARS_CACHE_SIZE
+#define CTXVARS_CACHE_SIZE 128
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CTXVARS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CTXVARS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CTXVARS_NOINLINE __attribute__((noinline))
+#define CTXVARS_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define CTXVARS_LIKELY(x) (x)
+#define CTXVARS_UNLIKELY(x) (x)
+#define CTXVARS_NOINLINE
+#define CTXVARS_ALWAYS_INLINE inline
+#endif
+
+static_assert((CTXVARS_CACHE_SIZE & (CTXVARS_CACHE_SIZE - 1)) == 0,
+              "CTXVARS_CACHE_SIZE must be a power of two");

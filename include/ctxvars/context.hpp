@@ -1,0 +1,156 @@
+// context: a mapping of context variables to values (Python's contextvars.Context),
+// and copy_context().
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include "context_var.hpp"
+#include "detail/context_impl.hpp"
+
+namespace ctxvars {
+
+class context;
+context copy_context();
+
+// A handle to a context. Copies of a handle refer to the SAME context, like
+// references to a Python object; copy() makes a new one. A context holds an
+// immutable snapshot of a trie, so copy() is O(1) and never allocates more
+// than the new handle's state.
+//
+// Thread safety: every member is safe from any thread, also while another
+// thread runs inside the context and sets variables there (readers see the
+// state before or after each set, never a torn one). A context is entered by
+// at most one thread at a time.
+class context {
+ public:
+  // A new, empty context. Allocates (std::bad_alloc).
+  context() : impl_(new detail::context_impl(true)) {}
+  context(const context& o) noexcept : impl_(o.impl_) { impl_->retain(); }
+  // Moving is copying: a handle always refers to a context.
+  context(context&& o) noexcept : context(static_cast<const context&>(o)) {}
+  context& operator=(const context& o) noexcept {
+    o.impl_->retain();
+    impl_->release();
+    impl_ = o.impl_;
+    return *this;
+  }
+  context& operator=(context&& o) noexcept { return *this = static_cast<const context&>(o); }
+  ~context() { impl_->release(); }
+
+  // A new context holding the same variables. O(1); allocates the new handle.
+  context copy() const { return context(new detail::context_impl(true, impl_->snapshot())); }
+
+  // Enters this context, calls f(a...), and leaves it (also when f throws), so
+  // that what f sets stays in this context. Throws context_in_use_error if any
+  // thread — this one included — is already inside. Cost: one CAS to enter and
+  // one atomic decrement to leave; no allocation.
+  template <class F, class... A>
+  std::invoke_result_t<F, A...> run(F&& f, A&&... a) {
+    detail::enter_scope scope(impl_);
+    return std::invoke(std::forward<F>(f), std::forward<A>(a)...);
+  }
+
+  // Mapping access (Python's `var in ctx`, `ctx[var]`, `len(ctx)`): O(log32 n)
+  // on a snapshot; the variable's default is never consulted.
+  template <class T>
+  bool contains(const context_var<T>& v) const {
+    detail::context_map m = impl_->snapshot();
+    return m.find(v.id(), v.id()) != nullptr;
+  }
+  template <class T>
+  std::optional<T> get(const context_var<T>& v) const {
+    detail::context_map m = impl_->snapshot();
+    if (const detail::box_ptr* p = m.find(v.id(), v.id())) return detail::box_value<T>(p->get());
+    return std::nullopt;
+  }
+  std::size_t size() const noexcept { return impl_->snapshot().size(); }
+  bool empty() const noexcept { return size() == 0; }
+
+  // True when both handles refer to the same context.
+  friend bool operator==(const context& a, const context& b) noexcept { return a.impl_ == b.impl_; }
+  // True while some thread is inside (run, or a task running in it).
+  bool entered() const noexcept { return impl_->entered(); }
+
+  // One (variable, value) pair of a context, seen through iteration. Keeps its
+  // value alive; valid even after the variable is destroyed.
+  class entry {
+   public:
+    std::string_view name() const noexcept { return box_->info->name; }
+    std::uint64_t var_id() const noexcept { return box_->info->id; }
+    const std::type_info& type() const noexcept { return *box_->info->type; }
+    template <class T>
+    bool is(const context_var<T>& v) const noexcept {
+      return box_->info->id == v.id();
+    }
+    template <class T>
+    bool holds() const noexcept {
+      return *box_->info->type == typeid(T);
+    }
+    // The value if it is a T, else nullptr.
+    template <class T>
+    const T* get_if() const noexcept {
+      return holds<T>() ? &detail::box_value<T>(box_.get()) : nullptr;
+    }
+    // The value; throws std::bad_cast if it is not a T.
+    template <class T>
+    const T& value() const {
+      if (!holds<T>()) throw std::bad_cast();
+      return detail::box_value<T>(box_.get());
+    }
+
+   private:
+    friend class context;
+    explicit entry(detail::box_ptr b) noexcept : box_(std::move(b)) {}
+    detail::box_ptr box_;
+  };
+
+  // Iteration over a snapshot taken by begin(): later sets do not affect it.
+  // No allocation; the order is unspecified.
+  class iterator {
+   public:
+    using value_type = entry;
+    using difference_type = std::ptrdiff_t;
+    using reference = entry;
+    using iterator_category = std::input_iterator_tag;
+
+    iterator() noexcept = default;
+    iterator(const iterator&) noexcept = default;
+    iterator& operator=(const iterator&) noexcept = default;
+    entry operator*() const noexcept { return entry(it_->value); }
+    iterator& operator++() noexcept {
+      ++it_;
+      return *this;
+    }
+    void operator++(int) noexcept { ++it_; }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.it_ == b.it_; }
+
+   private:
+    friend class context;
+    explicit iterator(detail::context_map m) noexcept : snap_(std::move(m)), it_(snap_.begin()) {}
+    detail::context_map snap_;
+    detail::context_map::iterator it_;
+  };
+  iterator begin() const noexcept { return iterator(impl_->snapshot()); }
+  iterator end() const noexcept { return iterator(); }
+
+ private:
+  friend context copy_context();
+  explicit context(detail::context_impl* adopt) noexcept : impl_(adopt) {}
+  detail::context_impl* impl_;
+};
+
+// A new context holding the current thread's variables. O(1).
+inline context copy_context() {
+  detail::context_impl* cur = detail::tls.current;
+  // This thread is the only writer of its current context: no lock needed.
+  return context(new detail::context_impl(true, cur ? cur->map : detail::context_map()));
+}
+
+}  // namespace ctxvars

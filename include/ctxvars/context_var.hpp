@@ -1,0 +1,227 @@
+// context_var<T>: a context-local variable (Python's contextvars.ContextVar),
+// with its token<T> and the scoped_set guard.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "config.hpp"
+#include "detail/context_impl.hpp"
+#include "detail/value_box.hpp"
+#include "errors.hpp"
+
+namespace ctxvars {
+
+template <class T>
+class context_var;
+
+// The receipt of one context_var::set: what the variable held before, and the
+// right to undo the set once, in the context where it happened. Move-only;
+// a moved-from token counts as used.
+template <class T>
+class token {
+ public:
+  token(token&& o) noexcept
+      : var_(o.var_),
+        var_id_(o.var_id_),
+        ctx_id_(o.ctx_id_),
+        old_(std::move(o.old_)),
+        old_box_(std::move(o.old_box_)),
+        used_(std::exchange(o.used_, true)) {}
+  token& operator=(token&& o) noexcept {
+    if (this != &o) {
+      var_ = o.var_;
+      var_id_ = o.var_id_;
+      ctx_id_ = o.ctx_id_;
+      old_ = std::move(o.old_);
+      old_box_ = std::move(o.old_box_);
+      used_ = std::exchange(o.used_, true);
+    }
+    return *this;
+  }
+  token(const token&) = delete;
+  token& operator=(const token&) = delete;
+
+  // The variable whose set made this token. Precondition: it still exists
+  // (a token may outlive its variable; reset through another variable then
+  // throws foreign_token_error rather than touching the dead one).
+  const context_var<T>& var() const noexcept { return *var_; }
+  // The value before the set; nullopt is Python's Token.MISSING.
+  const std::optional<T>& old_value() const noexcept { return old_; }
+  // True once reset() has consumed the token.
+  bool used() const noexcept { return used_; }
+
+ private:
+  friend class context_var<T>;
+  token(const context_var<T>* v, std::uint64_t var_id, std::uint64_t ctx_id) noexcept
+      : var_(v), var_id_(var_id), ctx_id_(ctx_id) {}
+
+  const context_var<T>* var_;
+  std::uint64_t var_id_;
+  std::uint64_t ctx_id_;
+  std::optional<T> old_;
+  detail::box_ptr old_box_;  // the displaced box, reinstalled by reset without allocating
+  bool used_ = false;
+};
+
+// Guard returned by context_var::scoped_set: its destructor resets the token.
+// If that reset is impossible — the guard dies in another context than the one
+// it set in (for example after a coroutine resumed elsewhere), or its token was
+// already used — the destructor does nothing: the value stays where it was set.
+// Call reset() to get the exception instead.
+template <class T>
+class [[nodiscard]] scoped_value {
+ public:
+  scoped_value(const scoped_value&) = delete;
+  scoped_value& operator=(const scoped_value&) = delete;
+  ~scoped_value() {
+    if (!tok_.used()) {
+      try {
+        var_->reset(tok_);
+      } catch (...) {
+        // documented no-op: see the class comment
+      }
+    }
+  }
+  // Undoes the set now; throws what context_var::reset throws.
+  void reset() { var_->reset(tok_); }
+  const ctxvars::token<T>& token() const noexcept { return tok_; }
+
+ private:
+  friend class context_var<T>;
+  scoped_value(context_var<T>* v, ctxvars::token<T>&& t) noexcept : var_(v), tok_(std::move(t)) {}
+  context_var<T>* var_;
+  ctxvars::token<T> tok_;
+};
+
+// A variable whose value lives in the current context.
+//
+// Identity: a context_var is an identity (like a Python object); it cannot be
+// copied or moved. Destroying it is always safe: contexts that still hold its
+// value keep (and later destroy) that value, and can still name it when
+// iterated. A variable later built at the same address is a new variable.
+//
+// Thread safety: every member may be called from any thread; each thread acts
+// on its own current context.
+template <class T>
+class context_var {
+  static_assert(std::is_copy_constructible_v<T> || std::is_move_constructible_v<T>,
+                "context_var<T> needs a copy- or move-constructible T");
+
+ public:
+  using value_type = T;
+
+  // A variable with no default. Allocates its identity (std::bad_alloc).
+  explicit context_var(std::string name) : info_(new detail::var_info(std::move(name), typeid(T))) {}
+  // A variable whose get() falls back to `default_value`.
+  context_var(std::string name, T default_value)
+      : info_(new detail::var_info(std::move(name), typeid(T))), default_(std::move(default_value)) {}
+  context_var(const context_var&) = delete;
+  context_var& operator=(const context_var&) = delete;
+  ~context_var() { info_->release(); }
+
+  std::string_view name() const noexcept { return info_->name; }
+  // A number identifying this variable for the life of the process (never reused).
+  std::uint64_t id() const noexcept { return info_->id; }
+  const std::optional<T>& default_value() const noexcept { return default_; }
+
+  // The value in the current context, else the default, else lookup_error.
+  // Cost: a cache hit is a few loads and a copy of T; a miss is an O(log32 n)
+  // lookup. Never allocates unless T's copy does.
+  T get() const {
+    if (const T* p = peek()) return *p;
+    if (default_) return *default_;
+    detail::throw_lookup(name());
+  }
+  // The value in the current context, else `fallback` (the default is ignored).
+  T get(T fallback) const {
+    if (const T* p = peek()) return *p;
+    return fallback;
+  }
+  // The value in the current context, else the default, else nullopt.
+  std::optional<T> try_get() const {
+    if (const T* p = peek()) return *p;
+    return default_;
+  }
+
+  // Zero-copy read: the address of the value in the current context, or
+  // nullptr if it has none there (the default is not consulted). Lifetime: the
+  // pointee stays valid while the current context keeps this value — until
+  // this thread sets or resets this variable, or leaves the context. Keep it
+  // no longer than a local computation; never across co_await.
+  const T* peek() const noexcept {
+    detail::thread_state& st = detail::tls;
+    const detail::cache_slot& s = detail::slot_for(st, id_);
+    if (CTXVARS_LIKELY(s.id == id_ && s.version == st.version)) return static_cast<const T*>(s.value);
+    return peek_slow();
+  }
+
+  // Sets the value in the current context and returns the token that undoes it.
+  // Allocates one box for the value plus at most the trie path (none when the
+  // context alone owns it). Strong guarantee: if anything throws (std::bad_alloc,
+  // T's copy), the context is unchanged.
+  token<T> set(T value) {
+    detail::box_ptr box = detail::make_box<T>(info_, std::move(value));
+    detail::context_impl* c = detail::writable_context();
+    token<T> t(this, id_, c->id);
+    if constexpr (!std::is_nothrow_copy_constructible_v<T>) {
+      if (const detail::box_ptr* p = c->map.find(id_, id_)) t.old_.emplace(detail::box_value<T>(p->get()));
+    }
+    const T* now = &detail::box_value<T>(box.get());
+    c->assign(id_, std::move(box), t.old_box_);
+    if constexpr (std::is_nothrow_copy_constructible_v<T>) {
+      if (t.old_box_) t.old_.emplace(detail::box_value<T>(t.old_box_.get()));
+    }
+    remember(now);
+    return t;
+  }
+
+  // Restores the value from before `t`'s set (or removes the variable if it
+  // had none) in the current context, and marks `t` used.
+  // Throws used_token_error if `t` was used; foreign_token_error if `t` belongs
+  // to another variable or was created in another context. Strong guarantee:
+  // on any throw (std::bad_alloc included) neither the context nor `t` changed.
+  void reset(token<T>& t) {
+    if (t.used_) detail::throw_used_token(name());
+    if (t.var_id_ != id_) detail::throw_foreign_var(name());
+    detail::context_impl* c = detail::tls.current;
+    if (!c || c->id != t.ctx_id_) detail::throw_foreign_context(name());
+    detail::box_ptr displaced;
+    if (t.old_box_) {
+      const T* now = &detail::box_value<T>(t.old_box_.get());
+      c->assign(id_, std::move(t.old_box_), displaced);
+      remember(now);
+    } else {
+      c->remove(id_, displaced);
+      remember(nullptr);
+    }
+    t.used_ = true;
+  }
+
+  // set(value) now, reset when the returned guard is destroyed (see scoped_value).
+  scoped_value<T> scoped_set(T value) { return scoped_value<T>(this, set(std::move(value))); }
+
+ private:
+  CTXVARS_NOINLINE const T* peek_slow() const noexcept {
+    detail::thread_state& st = detail::tls;
+    const T* v = nullptr;
+    if (st.current)
+      if (const detail::box_ptr* p = st.current->map.find(id_, id_)) v = &detail::box_value<T>(p->get());
+    detail::slot_for(st, id_) = {id_, st.version, v};
+    return v;
+  }
+  void remember(const T* v) const noexcept {
+    detail::thread_state& st = detail::tls;
+    detail::slot_for(st, id_) = {id_, st.version, v};
+  }
+
+  detail::var_info* info_;
+  std::uint64_t id_ = info_->id;
+  std::optional<T> default_;
+};
+
+}  // namespace ctxvars

@@ -1,0 +1,177 @@
+// The shared state behind a `context` handle, and each thread's current-context
+// state with its lookup cache.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "../config.hpp"
+#include "hamt/trie.hpp"
+#include "value_box.hpp"
+
+namespace ctxvars::detail {
+
+struct id_hash {
+  // Ids are sequential, which already spreads them perfectly over the trie's
+  // branches: the identity is the best hash.
+  hamt::hash_t operator()(std::uint64_t id) const noexcept { return id; }
+};
+using context_map = hamt::trie<std::uint64_t, box_ptr, id_hash, std::equal_to<std::uint64_t>, 5>;
+
+std::uint64_t next_context_id() noexcept;
+[[noreturn]] void throw_context_in_use(std::uint64_t context_id);
+
+// Concurrency. `map` is written only by the one thread that has the context
+// entered (or, for a thread's base context, by that thread). Other threads read
+// it through `snapshot()`, which takes the short `lock_` just long enough to
+// retain the root; the writer holds `lock_` while it updates a context that
+// others can reach (`shared`), so a reader never retains a root being changed
+// in place or freed. A thread's base context is reachable from no handle, so
+// its writer skips the lock.
+//
+// `state` packs the handle count (low 32 bits) and the number of threads
+// inside (high bits, 0 or 1). One CAS enters, one fetch_sub leaves: the same
+// atomic keeps the context alive while a thread runs in it.
+class context_impl {
+ public:
+  static constexpr std::uint64_t one_ref = 1;
+  static constexpr std::uint64_t one_entry = std::uint64_t{1} << 32;
+
+  explicit context_impl(bool shared) noexcept : id(next_context_id()), shared_(shared) {}
+  context_impl(bool shared, context_map m) noexcept
+      : id(next_context_id()), map(std::move(m)), shared_(shared) {}
+
+  const std::uint64_t id;
+  context_map map;
+
+  void retain() noexcept { state_.fetch_add(one_ref, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (state_.fetch_sub(one_ref, std::memory_order_acq_rel) == one_ref) delete this;
+  }
+
+  // Throws context_in_use_error if any thread (this one included) is inside.
+  void enter() {
+    std::uint64_t s = state_.load(std::memory_order_relaxed);
+    do {
+      if (s >= one_entry) throw_context_in_use(id);
+    } while (!state_.compare_exchange_weak(s, s + one_entry + one_ref, std::memory_order_acquire,
+                                           std::memory_order_relaxed));
+  }
+  void leave() noexcept {
+    if (state_.fetch_sub(one_entry + one_ref, std::memory_order_acq_rel) == one_entry + one_ref)
+      delete this;
+  }
+  bool entered() const noexcept { return state_.load(std::memory_order_acquire) >= one_entry; }
+
+  // A consistent copy of the map, safe from any thread. O(1).
+  context_map snapshot() const noexcept {
+    if (!shared_) return map;
+    lock();
+    context_map copy(map);
+    unlock();
+    return copy;
+  }
+
+  // Writer-side updates (caller: the thread running in this context).
+  // Strong guarantee: on throw nothing changed and `box` was not consumed.
+  // The displaced box goes to `old`; nodes the update dropped die after unlock.
+  void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
+    context_map::retired dropped;
+    writer_lock g(*this);
+    map.insert(var_id, var_id, std::move(box), &old, &dropped);
+  }
+  void remove(std::uint64_t var_id, box_ptr& old) {
+    context_map::retired dropped;
+    writer_lock g(*this);
+    map.erase(var_id, var_id, &old, &dropped);
+  }
+
+ private:
+  void lock() const noexcept {
+    while (lock_.exchange(true, std::memory_order_acquire))
+      while (lock_.load(std::memory_order_relaxed)) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+  }
+  void unlock() const noexcept { lock_.store(false, std::memory_order_release); }
+
+  struct writer_lock {
+    const context_impl& c;
+    explicit writer_lock(const context_impl& ci) noexcept : c(ci) {
+      if (c.shared_) c.lock();
+    }
+    ~writer_lock() {
+      if (c.shared_) c.unlock();
+    }
+  };
+
+  std::atomic<std::uint64_t> state_{one_ref};
+  mutable std::atomic<bool> lock_{false};
+  const bool shared_;
+};
+
+// ---------------------------------------------------------------------------
+// Per-thread state. Constant-initialised and trivially destructible, so every
+// access is a plain %fs-relative load (no guard, no wrapper call), and it stays
+// readable during thread exit and static destruction.
+//
+// The cache maps a variable id to the address of its value in the current
+// context (or nullptr: "not set here"). A slot is valid while its `version`
+// equals the thread's: the version changes whenever `current` changes (run,
+// exit, coroutine switch, thread teardown). `set` and `reset` rewrite only the
+// slot of the variable they change — other variables' boxes are untouched.
+// Ids are never reused, so a variable destroyed and re-created at the same
+// address misses.
+struct cache_slot {
+  std::uint64_t id;
+  std::uint64_t version;
+  const void* value;
+};
+
+struct thread_state {
+  context_impl* current;  // nullptr: the thread's base context, not yet created (empty)
+  context_impl* base;     // owned; created on the first set
+  std::uint64_t version;
+  bool torn_down;         // the base context was destroyed at thread exit
+  cache_slot cache[CTXVARS_CACHE_SIZE];
+};
+
+extern constinit thread_local thread_state tls;
+
+// The context `set` writes to: the current one, creating the base context on
+// first use. Throws std::bad_alloc, or std::logic_error during thread teardown
+// once the base context was destroyed twice.
+context_impl* writable_context();
+
+inline cache_slot& slot_for(thread_state& st, std::uint64_t id) noexcept {
+  return st.cache[id & (CTXVARS_CACHE_SIZE - 1)];
+}
+
+// Makes `c` current for the lifetime of the scope. Throws context_in_use_error.
+class enter_scope {
+ public:
+  explicit enter_scope(context_impl* c) : c_(c) {
+    c->enter();
+    thread_state& st = tls;
+    prev_ = st.current;
+    st.current = c;
+    ++st.version;
+  }
+  enter_scope(const enter_scope&) = delete;
+  enter_scope& operator=(const enter_scope&) = delete;
+  ~enter_scope() {
+    thread_state& st = tls;
+    st.current = prev_;
+    ++st.version;
+    c_->leave();
+  }
+
+ private:
+  context_impl* c_;
+  context_impl* prev_;
+};
+
+}  // namespace ctxvars::detail

@@ -1,0 +1,41 @@
+// The exceptions ctxvars throws. Each derives from the standard exception the
+// contract names and carries a message naming the variable or context, in the
+// spirit of Python's contextvars messages.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace ctxvars {
+
+// get() found no value in the current context and the variable has no default
+// (Python: LookupError).
+struct lookup_error : std::out_of_range {
+  using std::out_of_range::out_of_range;
+};
+
+// reset(token) with a token of another variable, or created in another context
+// (Python: ValueError).
+struct foreign_token_error : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+// reset(token) with a token that was already used (Python: RuntimeError).
+struct used_token_error : std::logic_error {
+  using std::logic_error::logic_error;
+};
+
+// context::run() on a context some thread (this one included) is already inside
+// (Python: RuntimeError "cannot enter context: ... is already entered").
+struct context_in_use_error : std::logic_error {
+  using std::logic_error::logic_error;
+};
+
+namespace detail {
+[[noreturn]] void throw_lookup(std::string_view var_name);
+[[noreturn]] void throw_used_token(std::string_view var_name);
+[[noreturn]] void throw_foreign_var(std::string_view var_name);
+[[noreturn]] void throw_foreign_context(std::string_view var_name);
+}  // namespace detail
+
+}  // namespace ctxvars

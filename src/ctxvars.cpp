@@ -1,0 +1,85 @@
+// Compiled parts of the core: id sources, per-thread state and its teardown,
+// and the (cold) error paths.
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+#include "ctxvars/ctxvars.hpp"
+
+namespace ctxvars {
+namespace detail {
+
+constinit thread_local thread_state tls{};
+
+namespace {
+std::atomic<std::uint64_t> var_ids{1};
+std::atomic<std::uint64_t> context_ids{1};
+
+// Destroys the thread's base context at thread exit. Destructors of values
+// may run user code that reads or sets variables again: reads see an empty
+// context; a set recreates the base context once more (see writable_context).
+struct base_holder {
+  bool armed = false;
+  ~base_holder() {
+    thread_state& st = tls;
+    if (st.current == st.base) st.current = nullptr;
+    context_impl* b = st.base;
+    st.base = nullptr;
+    st.torn_down = true;
+    ++st.version;
+    if (b) b->release();
+  }
+};
+thread_local base_holder holder;
+thread_local base_holder late_holder;  // for sets made during teardown
+thread_local bool late_used = false;
+}  // namespace
+
+std::uint64_t next_var_id() noexcept { return var_ids.fetch_add(1, std::memory_order_relaxed); }
+std::uint64_t next_context_id() noexcept {
+  return context_ids.fetch_add(1, std::memory_order_relaxed);
+}
+
+context_impl* writable_context() {
+  thread_state& st = tls;
+  if (st.current) return st.current;
+  if (!st.base) {
+    if (st.torn_down) {
+      if (late_used)
+        throw std::logic_error(
+            "ctxvars: set() during thread exit after this thread's context was destroyed twice");
+      late_used = true;
+      late_holder.armed = true;  // first use registers its destructor
+    } else {
+      holder.armed = true;
+    }
+    st.base = new context_impl(false);
+  }
+  st.current = st.base;
+  ++st.version;
+  return st.base;
+}
+
+void throw_context_in_use(std::uint64_t context_id) {
+  throw context_in_use_error("ctxvars: cannot enter context #" + std::to_string(context_id) +
+                             ": it is already entered (by this or another thread)");
+}
+void throw_lookup(std::string_view var_name) {
+  throw lookup_error("ctxvars: context_var '" + std::string(var_name) +
+                     "' has no value in the current context and no default");
+}
+void throw_used_token(std::string_view var_name) {
+  throw used_token_error("ctxvars: token of context_var '" + std::string(var_name) +
+                         "' has already been used once");
+}
+void throw_foreign_var(std::string_view var_name) {
+  throw foreign_token_error("ctxvars: token was created by a different context_var, not '" +
+                            std::string(var_name) + "'");
+}
+void throw_foreign_context(std::string_view var_name) {
+  throw foreign_token_error("ctxvars: token of context_var '" + std::string(var_name) +
+                            "' was created in a different context");
+}
+
+}  // namespace detail
+}  // namespace ctxvars
