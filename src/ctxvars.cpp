@@ -30,8 +30,17 @@ struct base_holder {
     if (b) b->release();
   }
 };
-thread_local base_holder holder;
-thread_local base_holder late_holder;  // for sets made during teardown
+// Function-local, so each registers its destructor when first reached (a
+// namespace-scope thread_local would be initialised together with the others
+// of this file, and a late one would already be destroyed when needed).
+void arm_holder() {
+  thread_local base_holder holder;
+  holder.armed = true;
+}
+void arm_late_holder() {  // for a set made by a destructor during thread exit
+  thread_local base_holder late_holder;
+  late_holder.armed = true;
+}
 thread_local bool late_used = false;
 }  // namespace
 
@@ -49,9 +58,9 @@ context_impl* writable_context() {
         throw std::logic_error(
             "ctxvars: set() during thread exit after this thread's context was destroyed twice");
       late_used = true;
-      late_holder.armed = true;  // first use registers its destructor
+      arm_late_holder();
     } else {
-      holder.armed = true;
+      arm_holder();
     }
     st.base = new context_impl(false);
   }

@@ -76,8 +76,11 @@ class token {
 template <class T>
 class [[nodiscard]] scoped_value {
  public:
+  // Movable (the moved-from guard does nothing), not copyable or assignable.
+  scoped_value(scoped_value&& o) noexcept : var_(o.var_), tok_(std::move(o.tok_)) {}
   scoped_value(const scoped_value&) = delete;
   scoped_value& operator=(const scoped_value&) = delete;
+  scoped_value& operator=(scoped_value&&) = delete;
   ~scoped_value() {
     if (!tok_.used()) {
       try {
@@ -144,8 +147,9 @@ class context_var {
   }
   // The value in the current context, else the default, else nullopt.
   std::optional<T> try_get() const {
-    if (const T* p = peek()) return *p;
-    return default_;
+    const T* p = peek();
+    if (!p) p = default_ ? &*default_ : nullptr;
+    return p ? std::optional<T>(std::in_place, *p) : std::optional<T>();
   }
 
   // Zero-copy read: the address of the value in the current context, or

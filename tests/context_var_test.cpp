@@ -1,0 +1,335 @@
+#include "ctxvars/context_var.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "counted.hpp"
+#include "ctxvars/ctxvars.hpp"
+
+using namespace ctxvars;
+using ctxvars_test::counted;
+
+namespace {
+
+// Every test runs in a fresh context so tests never see each other's sets.
+template <class F>
+void in_fresh_context(F f) {
+  context().run(f);
+}
+
+TEST(ContextVar, HasANameAndAUniqueId) {
+  context_var<int> a("a"), b("b", 1);
+  EXPECT_EQ(a.name(), "a");
+  EXPECT_EQ(b.name(), "b");
+  EXPECT_NE(a.id(), b.id());
+  EXPECT_FALSE(a.default_value().has_value());
+  EXPECT_EQ(b.default_value(), 1);
+}
+
+TEST(ContextVar, GetWithoutValueOrDefaultThrowsLookupErrorNamingTheVariable) {
+  in_fresh_context([] {
+    context_var<int> v("request_id");
+    try {
+      (void)v.get();
+      FAIL() << "expected lookup_error";
+    } catch (const lookup_error& e) {
+      EXPECT_NE(std::string(e.what()).find("'request_id'"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW((void)v.get(), std::out_of_range);  // the std base the contract names
+    EXPECT_EQ(v.try_get(), std::nullopt);
+    EXPECT_EQ(v.get(7), 7);
+    EXPECT_EQ(v.peek(), nullptr);
+  });
+}
+
+TEST(ContextVar, GetFallsBackToTheDefaultButGetWithFallbackIgnoresIt) {
+  in_fresh_context([] {
+    context_var<int> v("v", 42);
+    EXPECT_EQ(v.get(), 42);
+    EXPECT_EQ(v.try_get(), 42);
+    EXPECT_EQ(v.get(5), 5);
+    EXPECT_EQ(v.peek(), nullptr);
+  });
+}
+
+TEST(ContextVar, SetThenGetReturnsTheValue) {
+  in_fresh_context([] {
+    context_var<std::string> v("name");
+    auto t = v.set("alice");
+    EXPECT_EQ(v.get(), "alice");
+    EXPECT_EQ(v.get("x"), "alice");
+    EXPECT_EQ(v.try_get(), "alice");
+    ASSERT_NE(v.peek(), nullptr);
+    EXPECT_EQ(*v.peek(), "alice");
+  });
+}
+
+TEST(ContextVar, TheBlogPostStoryOfTwoTokens) {
+  in_fresh_context([] {
+    context_var<std::string> var("var");
+    auto token1 = var.set("new value");
+    auto token2 = var.set("new value 1");
+    EXPECT_EQ(var.get(), "new value 1");
+    var.reset(token2);
+    EXPECT_EQ(var.get(), "new value");
+    var.reset(token1);
+    EXPECT_THROW((void)var.get(), lookup_error);
+  });
+}
+
+TEST(Token, RecordsTheVariableAndTheOldValue) {
+  in_fresh_context([] {
+    context_var<int> v("v");
+    auto t1 = v.set(1);
+    EXPECT_EQ(&t1.var(), &v);
+    EXPECT_EQ(t1.old_value(), std::nullopt);  // Token.MISSING
+    EXPECT_FALSE(t1.used());
+    auto t2 = v.set(2);
+    EXPECT_EQ(t2.old_value(), 1);
+    v.reset(t2);
+    EXPECT_TRUE(t2.used());
+    EXPECT_EQ(v.get(), 1);
+  });
+}
+
+TEST(Token, ResetTwiceThrowsUsedTokenErrorAndChangesNothing) {
+  in_fresh_context([] {
+    context_var<int> v("v");
+    auto t = v.set(1);
+    v.reset(t);
+    auto t2 = v.set(5);
+    try {
+      v.reset(t);
+      FAIL();
+    } catch (const used_token_error& e) {
+      EXPECT_NE(std::string(e.what()).find("'v'"), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find("already been used"), std::string::npos);
+    }
+    EXPECT_EQ(v.get(), 5);
+    EXPECT_FALSE(t2.used());
+    EXPECT_THROW(v.reset(t), std::logic_error);
+  });
+}
+
+TEST(Token, ResetWithAnotherVariablesTokenThrowsForeignTokenErrorAndChangesNothing) {
+  in_fresh_context([] {
+    context_var<int> a("a"), b("b");
+    auto ta = a.set(1);
+    auto tb = b.set(2);
+    try {
+      b.reset(ta);
+      FAIL();
+    } catch (const foreign_token_error& e) {
+      EXPECT_NE(std::string(e.what()).find("different context_var"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(b.reset(ta), std::invalid_argument);
+    EXPECT_FALSE(ta.used());
+    EXPECT_EQ(a.get(), 1);
+    EXPECT_EQ(b.get(), 2);
+    a.reset(ta);  // still usable where it belongs
+    EXPECT_THROW((void)a.get(), lookup_error);
+  });
+}
+
+TEST(Token, ResetInAnotherContextThrowsForeignTokenErrorAndChangesNothing) {
+  context_var<int> v("v");
+  context c1, c2;
+  auto t = c1.run([&] { return v.set(1); });
+  c2.run([&] {
+    auto t2 = v.set(2);
+    try {
+      v.reset(t);
+      FAIL();
+    } catch (const foreign_token_error& e) {
+      EXPECT_NE(std::string(e.what()).find("different context"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(v.get(), 2);
+    EXPECT_FALSE(t.used());
+  });
+  EXPECT_THROW(v.reset(t), foreign_token_error);  // the thread's own context is another one too
+  c1.run([&] {
+    v.reset(t);
+    EXPECT_TRUE(t.used());
+    EXPECT_FALSE(v.try_get().has_value());
+  });
+  EXPECT_EQ(c2.get(v), 2);
+}
+
+TEST(Token, ResetAfterItsContextDiedThrowsForeignTokenError) {
+  context_var<int> v("v");
+  std::optional<token<int>> t;
+  {
+    context c;
+    t.emplace(c.run([&] { return v.set(1); }));
+  }
+  context().run([&] { EXPECT_THROW(v.reset(*t), foreign_token_error); });
+  EXPECT_FALSE(t->used());
+}
+
+TEST(Token, MovedFromTokenCountsAsUsed) {
+  in_fresh_context([] {
+    context_var<int> v("v");
+    auto t = v.set(1);
+    auto t2 = std::move(t);
+    EXPECT_TRUE(t.used());  // NOLINT(bugprone-use-after-move): documented state
+    EXPECT_THROW(v.reset(t), used_token_error);
+    v.reset(t2);
+    EXPECT_FALSE(v.try_get().has_value());
+  });
+}
+
+TEST(Token, ResetFromAnotherThreadInsideTheSameContextWorks) {
+  context_var<int> v("v");
+  context c;
+  auto t = c.run([&] { return v.set(1); });
+  std::thread([&] { c.run([&] { v.reset(t); }); }).join();
+  EXPECT_TRUE(t.used());
+  EXPECT_FALSE(c.contains(v));
+}
+
+TEST(ScopedSet, RestoresThePreviousValueAtScopeExit) {
+  in_fresh_context([] {
+    context_var<int> v("v", 0);
+    {
+      auto g = v.scoped_set(1);
+      EXPECT_EQ(v.get(), 1);
+      {
+        auto g2 = v.scoped_set(2);
+        EXPECT_EQ(v.get(), 2);
+      }
+      EXPECT_EQ(v.get(), 1);
+    }
+    EXPECT_EQ(v.get(), 0);
+    EXPECT_FALSE(v.peek());
+  });
+}
+
+TEST(ScopedSet, RestoresAlsoWhenAnExceptionUnwinds) {
+  in_fresh_context([] {
+    context_var<int> v("v", 0);
+    try {
+      auto g = v.scoped_set(1);
+      throw std::runtime_error("x");
+    } catch (const std::runtime_error&) {
+    }
+    EXPECT_EQ(v.get(), 0);
+  });
+}
+
+TEST(ScopedSet, GuardDestroyedInAnotherContextIsADocumentedNoOp) {
+  context_var<int> v("v");
+  context a, b;
+  std::optional<scoped_value<int>> g;
+  a.run([&] { g.emplace(v.scoped_set(1)); });
+  b.run([&] { g.reset(); });  // reset impossible here: no-op, no throw
+  EXPECT_EQ(a.get(v), 1);
+  EXPECT_FALSE(b.contains(v));
+}
+
+TEST(ScopedSet, OutOfOrderDestructionFollowsTokenSemantics) {
+  in_fresh_context([] {
+    context_var<int> v("v", 0);
+    auto g1 = std::make_unique<scoped_value<int>>(v.scoped_set(1));
+    auto g2 = std::make_unique<scoped_value<int>>(v.scoped_set(2));
+    g1.reset();  // restores "no value" (what g1's set found)
+    EXPECT_EQ(v.get(), 0);
+    g2.reset();  // restores 1 (what g2's set found), as Python's reset would
+    EXPECT_EQ(v.get(), 1);
+  });
+}
+
+TEST(ScopedSet, ExplicitResetThrowsWhereTheDestructorWouldNot) {
+  context_var<int> v("v");
+  context a, b;
+  std::optional<scoped_value<int>> g;
+  a.run([&] { g.emplace(v.scoped_set(1)); });
+  b.run([&] { EXPECT_THROW(g->reset(), foreign_token_error); });
+  a.run([&] { g->reset(); });
+  EXPECT_FALSE(a.contains(v));
+}
+
+TEST(ContextVar, ValuesAreStoredByValueAndGetReturnsACopy) {
+  in_fresh_context([] {
+    context_var<std::string> v("v");
+    std::string s = "abc";
+    auto t = v.set(s);
+    s = "changed";
+    EXPECT_EQ(v.get(), "abc");
+    std::string got = v.get();
+    got += "!";
+    EXPECT_EQ(v.get(), "abc");
+  });
+}
+
+TEST(ContextVar, MoveOnlyValuesWorkThroughPeek) {
+  in_fresh_context([] {
+    context_var<std::shared_ptr<int>> v("v");
+    auto t = v.set(std::make_shared<int>(3));
+    EXPECT_EQ(**v.peek(), 3);
+    EXPECT_EQ(*v.get(), 3);
+  });
+}
+
+TEST(ContextVar, CountedValuesAreNeitherLeakedNorCopiedNeedlessly) {
+  const long before = counted::alive.load();
+  {
+    context c;
+    context_var<counted> v("v");
+    c.run([&] {
+      counted::reset_counts();
+      auto t = v.set(counted(1));
+      EXPECT_EQ(counted::copies.load(), 0) << "set of an rvalue copies nothing";
+      auto t2 = v.set(counted(2));
+      EXPECT_EQ(counted::copies.load(), 1) << "only the token's old_value copy";
+      v.reset(t2);
+      v.reset(t);
+    });
+  }
+  EXPECT_EQ(counted::alive.load(), before);
+}
+
+TEST(ContextVar, DestroyingAVariableKeepsItsValueAliveInContextsUntilTheyDie) {
+  const long before = counted::alive.load();
+  context c;
+  context_var<int> other("other");
+  {
+    context_var<counted> v("doomed");
+    c.run([&] {
+      (void)v.set(counted(7));
+      (void)other.set(1);
+    });
+    EXPECT_EQ(c.size(), 2u);
+  }
+  EXPECT_EQ(counted::alive.load(), before + 1);  // still held by c, not leaked, not dangling
+  EXPECT_EQ(c.size(), 2u);
+  EXPECT_EQ(c.get(other), 1);
+  bool seen = false;
+  for (auto e : c)
+    if (e.name() == "doomed") {
+      seen = true;
+      EXPECT_EQ(e.value<counted>().v, 7);
+    }
+  EXPECT_TRUE(seen);
+  c = context();
+  EXPECT_EQ(counted::alive.load(), before);
+}
+
+TEST(ContextVar, AVariableRecreatedAtTheSameAddressIsANewVariable) {
+  context c;
+  alignas(context_var<int>) unsigned char storage[sizeof(context_var<int>)];
+  c.run([&] {
+    auto* v1 = new (storage) context_var<int>("v");
+    (void)v1->set(1);
+    EXPECT_EQ(v1->get(), 1);  // now cached
+    v1->~context_var();
+    auto* v2 = new (storage) context_var<int>("v");
+    EXPECT_FALSE(v2->try_get().has_value()) << "stale cache or address-keyed entry";
+    EXPECT_EQ(v2->peek(), nullptr);
+    v2->~context_var();
+  });
+}
+
+}  // namespace
