@@ -18,6 +18,9 @@ namespace ctxvars {
 
 class context;
 context copy_context();
+namespace detail {
+struct context_access;
+}
 
 // A handle to a context. Copies of a handle refer to the SAME context, like
 // references to a Python object; copy() makes a new one. A context holds an
@@ -77,6 +80,8 @@ class context {
   friend bool operator==(const context& a, const context& b) noexcept { return a.impl_ == b.impl_; }
   // True while some thread is inside (run, or a task running in it).
   bool entered() const noexcept { return impl_->entered(); }
+  // True when this is the calling thread's current context.
+  bool is_current() const noexcept { return detail::tls.current == impl_; }
 
   // One (variable, value) pair of a context, seen through iteration. Keeps its
   // value alive; valid even after the variable is destroyed.
@@ -142,9 +147,16 @@ class context {
 
  private:
   friend context copy_context();
+  friend struct detail::context_access;
   explicit context(detail::context_impl* adopt) noexcept : impl_(adopt) {}
   detail::context_impl* impl_;
 };
+
+namespace detail {
+struct context_access {
+  static context_impl* impl(const context& c) noexcept { return c.impl_; }
+};
+}  // namespace detail
 
 // A new context holding the current thread's variables. O(1).
 inline context copy_context() {

@@ -52,16 +52,29 @@ class context_impl {
 
   // Throws context_in_use_error if any thread (this one included) is inside.
   void enter() {
+    if (!try_enter()) throw_context_in_use(id);
+  }
+  // false if some thread (this one included) is inside.
+  bool try_enter() noexcept {
     std::uint64_t s = state_.load(std::memory_order_relaxed);
     do {
-      if (s >= one_entry) throw_context_in_use(id);
+      if (s >= one_entry) return false;
     } while (!state_.compare_exchange_weak(s, s + one_entry + one_ref, std::memory_order_acquire,
                                            std::memory_order_relaxed));
+    owner_.store(this_thread_tag(), std::memory_order_relaxed);
+    return true;
   }
   void leave() noexcept {
+    owner_.store(nullptr, std::memory_order_relaxed);
     if (state_.fetch_sub(one_entry + one_ref, std::memory_order_acq_rel) == one_entry + one_ref)
       delete this;
   }
+  // True if the calling thread entered this context (and has not left it),
+  // whether or not it is the current one right now.
+  bool entered_by_this_thread() const noexcept {
+    return owner_.load(std::memory_order_relaxed) == this_thread_tag();
+  }
+  static const void* this_thread_tag() noexcept;
   bool entered() const noexcept { return state_.load(std::memory_order_acquire) >= one_entry; }
 
   // A consistent copy of the map, safe from any thread. O(1).
@@ -109,6 +122,7 @@ class context_impl {
   };
 
   std::atomic<std::uint64_t> state_{one_ref};
+  std::atomic<const void*> owner_{nullptr};  // the thread inside, if any (a tag)
   mutable std::atomic<bool> lock_{false};
   const bool shared_;
 };
@@ -141,6 +155,8 @@ struct thread_state {
 
 extern constinit thread_local thread_state tls;
 
+inline const void* context_impl::this_thread_tag() noexcept { return &tls; }
+
 // The context `set` writes to: the current one, creating the base context on
 // first use. Throws std::bad_alloc, or std::logic_error during thread teardown
 // once the base context was destroyed twice.
@@ -150,24 +166,31 @@ inline cache_slot& slot_for(thread_state& st, std::uint64_t id) noexcept {
   return st.cache[id & (CTXVARS_CACHE_SIZE - 1)];
 }
 
+// Makes `c` the calling thread's current context and returns the one it
+// replaces. Throws context_in_use_error (then nothing changed).
+inline context_impl* enter_context(context_impl* c) {
+  c->enter();
+  thread_state& st = tls;
+  context_impl* prev = st.current;
+  st.current = c;
+  ++st.version;
+  return prev;
+}
+// Undoes enter_context(c) on the calling thread, making `prev` current again.
+inline void leave_context(context_impl* c, context_impl* prev) noexcept {
+  thread_state& st = tls;
+  st.current = prev;
+  ++st.version;
+  c->leave();
+}
+
 // Makes `c` current for the lifetime of the scope. Throws context_in_use_error.
 class enter_scope {
  public:
-  explicit enter_scope(context_impl* c) : c_(c) {
-    c->enter();
-    thread_state& st = tls;
-    prev_ = st.current;
-    st.current = c;
-    ++st.version;
-  }
+  explicit enter_scope(context_impl* c) : c_(c), prev_(enter_context(c)) {}
   enter_scope(const enter_scope&) = delete;
   enter_scope& operator=(const enter_scope&) = delete;
-  ~enter_scope() {
-    thread_state& st = tls;
-    st.current = prev_;
-    ++st.version;
-    c_->leave();
-  }
+  ~enter_scope() { leave_context(c_, prev_); }
 
  private:
   context_impl* c_;

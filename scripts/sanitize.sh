@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the whole test suite under AddressSanitizer+UndefinedBehaviorSanitizer
+# and under ThreadSanitizer (clang++ 14), warnings as errors.
+#   scripts/sanitize.sh          both
+#   scripts/sanitize.sh asan     one of them
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+jobs=$(nproc 2>/dev/null || echo 2)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_init_order=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+for preset in ${@:-asan tsan}; do
+  echo "=== ${preset}: configure, build, test ==="
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  ctest --preset "$preset"
+done
