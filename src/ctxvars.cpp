@@ -3,6 +3,7 @@
 #include <atomic>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "ctxvars/ctxvars.hpp"
 
@@ -28,6 +29,9 @@ struct base_holder {
     st.torn_down = true;
     ++st.version;
     if (b) b->release();
+    // No more parking from here on (torn_down); free what is parked.
+    for (box_base*& s : st.spare)
+      if (box_base* shell = std::exchange(s, nullptr)) shell->free_shell(shell);
   }
 };
 // Function-local, so each registers its destructor when first reached (a
@@ -45,8 +49,22 @@ thread_local bool late_used = false;
 }  // namespace
 
 std::uint64_t next_var_id() noexcept { return var_ids.fetch_add(1, std::memory_order_relaxed); }
+// Context ids come from per-thread blocks: no shared counter on copy_context.
 std::uint64_t next_context_id() noexcept {
-  return context_ids.fetch_add(1, std::memory_order_relaxed);
+  thread_state& st = tls;
+  if (CTXVARS_UNLIKELY(st.next_context_id == st.end_context_id)) {
+    constexpr std::uint64_t block = 4096;
+    st.next_context_id = context_ids.fetch_add(block, std::memory_order_relaxed);
+    st.end_context_id = st.next_context_id + block;
+  }
+  return st.next_context_id++;
+}
+
+void arm_thread_exit() noexcept {
+  thread_state& st = tls;
+  if (st.armed || st.torn_down) return;
+  st.armed = true;
+  arm_holder();
 }
 
 context_impl* writable_context() {
@@ -59,7 +77,8 @@ context_impl* writable_context() {
             "ctxvars: set() during thread exit after this thread's context was destroyed twice");
       late_used = true;
       arm_late_holder();
-    } else {
+    } else if (!st.armed) {
+      st.armed = true;
       arm_holder();
     }
     st.base = new context_impl(false);

@@ -4,12 +4,18 @@
 //                           variable lookups (power of two; default 128). Larger
 //                           caches keep more variables hot at ~24 bytes each per
 //                           thread.
+//   CTXVARS_SPARE_BOXES     Recycled value-box shells kept per thread (power of
+//                           two; default 64), one per variable slot.
 //   CTXVARS_LIKELY / CTXVARS_UNLIKELY / CTXVARS_NOINLINE / CTXVARS_ALWAYS_INLINE
 //                           Portable spellings of compiler hints (internal).
 #pragma once
 
 #ifndef CTXVARS_CACHE_SIZE
 #define CTXVARS_CACHE_SIZE 128
+#endif
+
+#ifndef CTXVARS_SPARE_BOXES
+#define CTXVARS_SPARE_BOXES 64
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -24,5 +30,7 @@
 #define CTXVARS_ALWAYS_INLINE inline
 #endif
 
+static_assert((CTXVARS_SPARE_BOXES & (CTXVARS_SPARE_BOXES - 1)) == 0,
+              "CTXVARS_SPARE_BOXES must be a power of two");
 static_assert((CTXVARS_CACHE_SIZE & (CTXVARS_CACHE_SIZE - 1)) == 0,
               "CTXVARS_CACHE_SIZE must be a power of two");

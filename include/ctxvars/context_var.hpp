@@ -125,7 +125,10 @@ class context_var {
       : info_(new detail::var_info(std::move(name), typeid(T))), default_(std::move(default_value)) {}
   context_var(const context_var&) = delete;
   context_var& operator=(const context_var&) = delete;
-  ~context_var() { info_->release(); }
+  ~context_var() {
+    detail::drop_spare(info_);
+    info_->release();
+  }
 
   std::string_view name() const noexcept { return info_->name; }
   // A number identifying this variable for the life of the process (never reused).

@@ -8,6 +8,7 @@
 
 #include "../config.hpp"
 #include "hamt/trie.hpp"
+#include "thread_state.hpp"
 #include "value_box.hpp"
 
 namespace ctxvars::detail {
@@ -74,7 +75,7 @@ class context_impl {
   bool entered_by_this_thread() const noexcept {
     return owner_.load(std::memory_order_relaxed) == this_thread_tag();
   }
-  static const void* this_thread_tag() noexcept;
+  static const void* this_thread_tag() noexcept { return &tls; }
   bool entered() const noexcept { return state_.load(std::memory_order_acquire) >= one_entry; }
 
   // A consistent copy of the map, safe from any thread. O(1).
@@ -92,6 +93,7 @@ class context_impl {
   void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
     context_map::retired dropped;
     writer_lock g(*this);
+    if (map.replace_if_owned(var_id, var_id, box, old)) return;
     map.insert(var_id, var_id, std::move(box), &old, &dropped);
   }
   void remove(std::uint64_t var_id, box_ptr& old) {
@@ -126,36 +128,6 @@ class context_impl {
   mutable std::atomic<bool> lock_{false};
   const bool shared_;
 };
-
-// ---------------------------------------------------------------------------
-// Per-thread state. Constant-initialised and trivially destructible, so every
-// access is a plain %fs-relative load (no guard, no wrapper call), and it stays
-// readable during thread exit and static destruction.
-//
-// The cache maps a variable id to the address of its value in the current
-// context (or nullptr: "not set here"). A slot is valid while its `version`
-// equals the thread's: the version changes whenever `current` changes (run,
-// exit, coroutine switch, thread teardown). `set` and `reset` rewrite only the
-// slot of the variable they change — other variables' boxes are untouched.
-// Ids are never reused, so a variable destroyed and re-created at the same
-// address misses.
-struct cache_slot {
-  std::uint64_t id;
-  std::uint64_t version;
-  const void* value;
-};
-
-struct thread_state {
-  context_impl* current;  // nullptr: the thread's base context, not yet created (empty)
-  context_impl* base;     // owned; created on the first set
-  std::uint64_t version;
-  bool torn_down;         // the base context was destroyed at thread exit
-  cache_slot cache[CTXVARS_CACHE_SIZE];
-};
-
-extern constinit thread_local thread_state tls;
-
-inline const void* context_impl::this_thread_tag() noexcept { return &tls; }
 
 // The context `set` writes to: the current one, creating the base context on
 // first use. Throws std::bad_alloc, or std::logic_error during thread teardown

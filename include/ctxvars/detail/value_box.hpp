@@ -8,9 +8,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <typeinfo>
 #include <utility>
+
+#include "../config.hpp"
+#include "thread_state.hpp"
 
 namespace ctxvars::detail {
 
@@ -34,23 +38,42 @@ struct var_info {
   }
 };
 
+// A box is a shell (refcount, identity, type-specific hooks) around one value.
+// When its last reference goes, the value is destroyed and the shell parked in
+// the releasing thread's spare slot for that variable, or freed.
 struct box_base {
   std::atomic<std::uint32_t> refs{1};
-  void (*destroy)(box_base*) noexcept;
+  void (*destroy_value)(box_base*) noexcept;
+  void (*free_shell)(box_base*) noexcept;  // also releases the identity
   var_info* info;
 };
 
+inline box_base*& spare_slot(thread_state& st, std::uint64_t id) noexcept {
+  return st.spare[id & (CTXVARS_SPARE_BOXES - 1)];
+}
+
+// Last reference gone: destroy the value, keep or free the shell.
+inline void dispose_box(box_base* b) noexcept {
+  b->destroy_value(b);
+  thread_state& st = tls;
+  if (CTXVARS_UNLIKELY(st.torn_down)) return b->free_shell(b);
+  box_base*& slot = spare_slot(st, b->info->id);
+  if (CTXVARS_UNLIKELY(!st.armed)) arm_thread_exit();
+  // The newest shell wins the slot: the variable being set and reset now.
+  if (box_base* evicted = std::exchange(slot, b)) evicted->free_shell(evicted);
+}
+
 template <class T>
 struct typed_box final : box_base {
-  T value;
+  alignas(T) unsigned char storage[sizeof(T)];
 
-  template <class... A>
-  explicit typed_box(var_info* i, A&&... a) : box_base{{1}, &destroy_box, i}, value(std::forward<A>(a)...) {}
+  T* value() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
+  const T* value() const noexcept { return std::launder(reinterpret_cast<const T*>(storage)); }
 
-  static void destroy_box(box_base* b) noexcept {
-    auto* t = static_cast<typed_box*>(b);
-    var_info* i = t->info;
-    delete t;
+  static void destroy_value_of(box_base* b) noexcept { static_cast<typed_box*>(b)->value()->~T(); }
+  static void free_shell_of(box_base* b) noexcept {
+    var_info* i = b->info;
+    ::operator delete(static_cast<void*>(static_cast<typed_box*>(b)));
     i->release();
   }
 };
@@ -64,35 +87,78 @@ class box_ptr {
     if (p_) p_->refs.fetch_add(1, std::memory_order_relaxed);
   }
   box_ptr(box_ptr&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
-  box_ptr& operator=(box_ptr o) noexcept {
-    std::swap(p_, o.p_);
+  box_ptr& operator=(box_ptr&& o) noexcept {
+    box_base* prev = std::exchange(p_, std::exchange(o.p_, nullptr));
+    if (prev) release(prev);
+    return *this;
+  }
+  box_ptr& operator=(const box_ptr& o) noexcept {
+    if (o.p_) o.p_->refs.fetch_add(1, std::memory_order_relaxed);
+    box_base* prev = std::exchange(p_, o.p_);
+    if (prev) release(prev);
     return *this;
   }
   ~box_ptr() {
-    if (p_ && (p_->refs.load(std::memory_order_acquire) == 1 ||
-               p_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1))
-      p_->destroy(p_);
+    if (p_) release(p_);
   }
   box_base* get() const noexcept { return p_; }
   box_base* operator->() const noexcept { return p_; }
   explicit operator bool() const noexcept { return p_ != nullptr; }
 
  private:
+  static void release(box_base* b) noexcept {
+    if (b->refs.load(std::memory_order_acquire) == 1 || b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      dispose_box(b);
+  }
   box_base* p_ = nullptr;
 };
 
-// Allocates a box for `info`'s variable (may throw whatever T's constructor or
-// operator new throws; then nothing was retained).
+// A box holding T(a...) for `info`'s variable: this thread's spare shell for
+// it if there is one, else a new allocation. Throws what operator new or T's
+// constructor throws; then nothing changed.
 template <class T, class... A>
 box_ptr make_box(var_info* info, A&&... a) {
-  auto* b = new typed_box<T>(info, std::forward<A>(a)...);
-  info->retain();
+  using box = typed_box<T>;
+  thread_state& st = tls;
+  box_base*& slot = spare_slot(st, info->id);
+  box* b;
+  if (slot && slot->info == info) {
+    b = static_cast<box*>(slot);
+    ::new (static_cast<void*>(b->storage)) T(std::forward<A>(a)...);  // on throw the shell stays parked
+    slot = nullptr;
+    b->refs.store(1, std::memory_order_relaxed);
+  } else {
+    void* mem = ::operator new(sizeof(box));
+    b = ::new (mem) box;
+    try {
+      ::new (static_cast<void*>(b->storage)) T(std::forward<A>(a)...);
+    } catch (...) {
+      ::operator delete(mem);
+      throw;
+    }
+    b->destroy_value = &box::destroy_value_of;
+    b->free_shell = &box::free_shell_of;
+    b->info = info;
+    info->retain();
+  }
   return box_ptr(b);
 }
 
 template <class T>
 const T& box_value(const box_base* b) noexcept {
-  return static_cast<const typed_box<T>*>(b)->value;
+  return *static_cast<const typed_box<T>*>(b)->value();
+}
+
+// Frees this thread's spare shell of variable `info`, if parked (called when
+// the variable dies, so its identity need not wait for thread exit).
+inline void drop_spare(var_info* info) noexcept {
+  thread_state& st = tls;
+  box_base*& slot = spare_slot(st, info->id);
+  if (slot && slot->info == info) {
+    box_base* b = slot;
+    slot = nullptr;
+    b->free_shell(b);
+  }
 }
 
 }  // namespace ctxvars::detail

@@ -161,6 +161,38 @@ class trie {
   }
   bool insert(hash_t h, K k, V&& v, V* old = nullptr, retired* r = nullptr);
 
+  // The hot path of insert: if the key is present and every node on its path
+  // belongs to this handle alone, swaps the value in place (the previous one
+  // goes to `old`) and returns true; otherwise changes nothing and returns
+  // false. Never allocates.
+  bool replace_if_owned(hash_t h, const K& k, V& v, V& old) {
+    node_type* n = root_;
+    if (!n || !n->unique()) return false;
+    for (unsigned depth = 0;; ++depth) {
+      if (n->collision) {
+        entry_type* d = n->data();
+        for (std::uint32_t i = 0; i < n->ndata; ++i)
+          if (eq_(d[i].key, k)) {
+            old = std::move(d[i].value);
+            d[i].value = std::move(v);
+            return true;
+          }
+        return false;
+      }
+      const bitmap_t bit = bits_type::bit(h, depth);
+      if (n->datamap & bit) {
+        entry_type& e = n->data()[index_of(n->datamap, bit)];
+        if (e.hash != h || !eq_(e.key, k)) return false;
+        old = std::move(e.value);
+        e.value = std::move(v);
+        return true;
+      }
+      if (!(n->nodemap & bit)) return false;
+      n = n->children()[index_of(n->nodemap, bit)];
+      if (!n->unique()) return false;
+    }
+  }
+
   // Removes the key if present (returns whether it was); its value goes to `old`.
   bool erase(const K& k, V* old = nullptr) { return erase(hash_of(k), k, old); }
   bool erase(hash_t h, const K& k, V* old = nullptr, retired* r = nullptr);
@@ -603,8 +635,8 @@ void trie<K, V, H, E, B>::check_invariants() const {
       return;
     }
     if (depth >= max_depth) fail("inner node below the last level");
-    if (static_cast<std::uint32_t>(std::popcount(n->datamap)) != n->ndata) fail("datamap/ndata mismatch");
-    if (static_cast<std::uint32_t>(std::popcount(n->nodemap)) != n->nchild) fail("nodemap/nchild mismatch");
+    if (static_cast<std::uint32_t>(popcount32(n->datamap)) != n->ndata) fail("datamap/ndata mismatch");
+    if (static_cast<std::uint32_t>(popcount32(n->nodemap)) != n->nchild) fail("nodemap/nchild mismatch");
     if (n->datamap & n->nodemap) fail("branch holds both an entry and a child");
     if (depth > 0 && n->nchild == 0 && n->ndata < 2) fail("non-root node that should be inlined");
     if (depth > 0 && n->ndata + n->nchild == 0) fail("empty non-root node");

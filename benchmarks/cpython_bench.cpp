@@ -1,0 +1,199 @@
+// CPython 3.11's contextvars C API in the same binary as ctxvars, at the same
+// sizes, so docs/benchmarks.md can put them side by side.
+#include <Python.h>
+#include <benchmark/benchmark.h>
+
+#include <ctxvars/ctxvars.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+constinit thread_local int* tl_ptr = nullptr;
+void BM_ThreadLocal_Read(benchmark::State& state) {
+  int x = 1;
+  tl_ptr = &x;
+  for (auto _ : state) benchmark::DoNotOptimize(*tl_ptr);
+}
+BENCHMARK(BM_ThreadLocal_Read);
+
+struct python {
+  python() { Py_InitializeEx(0); }
+};
+void ensure_python() { static python p; }
+
+constexpr int max_vars = 100000;
+std::vector<PyObject*>& pyvars() {
+  static auto* v = [] {
+    ensure_python();
+    auto* p = new std::vector<PyObject*>;
+    PyObject* dflt = PyLong_FromLong(-1);
+    for (int i = 0; i < max_vars; ++i) p->push_back(PyContextVar_New(("v" + std::to_string(i)).c_str(), dflt));
+    return p;
+  }();
+  return *v;
+}
+
+// Enters a fresh context with n variables set, runs body, exits.
+template <class F>
+void with_py_vars(int n, F body) {
+  ensure_python();
+  auto& vs = pyvars();
+  PyObject* ctx = PyContext_New();
+  PyContext_Enter(ctx);
+  for (int i = 0; i < n; ++i) {
+    PyObject* val = PyLong_FromLong(i);
+    PyObject* tok = PyContextVar_Set(vs[static_cast<std::size_t>(i)], val);
+    Py_DECREF(tok);
+    Py_DECREF(val);
+  }
+  body();
+  PyContext_Exit(ctx);
+  Py_DECREF(ctx);
+}
+
+void BM_CPython_GetCached(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_py_vars(n, [&] {
+    PyObject* v = pyvars()[static_cast<std::size_t>(n - 1)];
+    for (auto _ : state) {
+      PyObject* out = nullptr;
+      PyContextVar_Get(v, nullptr, &out);
+      benchmark::DoNotOptimize(out);
+      Py_XDECREF(out);
+    }
+  });
+}
+BENCHMARK(BM_CPython_GetCached)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+
+// Uncached: the set+reset of another variable before each get invalidates
+// CPython's per-variable cache; BM_CPython_SetReset is measured too, so the
+// uncached get is the difference.
+void BM_CPython_GetAfterSet(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_py_vars(n, [&] {
+    PyObject* v = pyvars()[static_cast<std::size_t>(n - 1)];
+    PyObject* w = pyvars()[static_cast<std::size_t>(max_vars - 2)];
+    PyObject* one = PyLong_FromLong(1);
+    for (auto _ : state) {
+      PyObject* tok = PyContextVar_Set(w, one);
+      PyContextVar_Reset(w, tok);
+      Py_DECREF(tok);
+      PyObject* out = nullptr;
+      PyContextVar_Get(v, nullptr, &out);
+      benchmark::DoNotOptimize(out);
+      Py_XDECREF(out);
+    }
+    Py_DECREF(one);
+  });
+}
+BENCHMARK(BM_CPython_GetAfterSet)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+
+void BM_CPython_GetDefault(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_py_vars(n, [&] {
+    PyObject* v = pyvars()[static_cast<std::size_t>(max_vars - 1)];
+    for (auto _ : state) {
+      PyObject* out = nullptr;
+      PyContextVar_Get(v, nullptr, &out);
+      benchmark::DoNotOptimize(out);
+      Py_XDECREF(out);
+    }
+  });
+}
+BENCHMARK(BM_CPython_GetDefault)->Arg(8)->Arg(1000);
+
+void BM_CPython_SetReset(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_py_vars(n, [&] {
+    PyObject* v = pyvars()[static_cast<std::size_t>(n - 1)];
+    PyObject* seven = PyLong_FromLong(7);
+    for (auto _ : state) {
+      PyObject* tok = PyContextVar_Set(v, seven);
+      PyContextVar_Reset(v, tok);
+      Py_DECREF(tok);
+    }
+    Py_DECREF(seven);
+  });
+}
+BENCHMARK(BM_CPython_SetReset)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+
+void BM_CPython_CopyCurrent(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_py_vars(n, [&] {
+    for (auto _ : state) {
+      PyObject* c = PyContext_CopyCurrent();
+      benchmark::DoNotOptimize(c);
+      Py_DECREF(c);
+    }
+  });
+}
+BENCHMARK(BM_CPython_CopyCurrent)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+
+void BM_CPython_EnterExit(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  PyObject* c = nullptr;
+  with_py_vars(n, [&] { c = PyContext_CopyCurrent(); });
+  for (auto _ : state) {
+    PyContext_Enter(c);
+    PyContext_Exit(c);
+  }
+  Py_DECREF(c);
+}
+BENCHMARK(BM_CPython_EnterExit)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+
+// ctxvars at the same sizes, in the same process.
+std::vector<std::unique_ptr<ctxvars::context_var<int>>>& vars() {
+  static auto* v = [] {
+    auto* p = new std::vector<std::unique_ptr<ctxvars::context_var<int>>>;
+    for (int i = 0; i < max_vars; ++i)
+      p->push_back(std::make_unique<ctxvars::context_var<int>>("v" + std::to_string(i), -1));
+    return p;
+  }();
+  return *v;
+}
+template <class F>
+void with_vars(int n, F body) {
+  ctxvars::context c;
+  c.run([&] {
+    for (int i = 0; i < n; ++i) (void)vars()[static_cast<std::size_t>(i)]->set(i);
+    body();
+  });
+}
+void BM_Ctxvars_Get(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_vars(n, [&] {
+    auto& v = *vars()[static_cast<std::size_t>(n - 1)];
+    for (auto _ : state) benchmark::DoNotOptimize(v.get());
+  });
+}
+BENCHMARK(BM_Ctxvars_Get)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+void BM_Ctxvars_SetReset(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_vars(n, [&] {
+    auto& v = *vars()[static_cast<std::size_t>(n - 1)];
+    for (auto _ : state) {
+      auto t = v.set(7);
+      v.reset(t);
+    }
+  });
+}
+BENCHMARK(BM_Ctxvars_SetReset)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+void BM_Ctxvars_CopyContext(benchmark::State& state) {
+  with_vars(static_cast<int>(state.range(0)), [&] {
+    for (auto _ : state) benchmark::DoNotOptimize(ctxvars::copy_context());
+  });
+}
+BENCHMARK(BM_Ctxvars_CopyContext)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+void BM_Ctxvars_Run(benchmark::State& state) {
+  ctxvars::context c;
+  with_vars(static_cast<int>(state.range(0)), [&] { c = ctxvars::copy_context(); });
+  for (auto _ : state) c.run([] { benchmark::ClobberMemory(); });
+}
+BENCHMARK(BM_Ctxvars_Run)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+
+}  // namespace
+
+BENCHMARK_MAIN();
