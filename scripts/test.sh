@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds with g++ 12 and clang++ 14
-# (warnings as errors), and runs every test through ctest.
+# (warnings as errors, the Python module included), and runs every test through
+# ctest — CPython's test_context.py against the module among them.
 #   scripts/test.sh            both compilers
 #   CTXVARS_COMPILERS=dev scripts/test.sh   g++ only
 set -euo pipefail
@@ -9,7 +10,7 @@ scripts/install-deps.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 for preset in ${CTXVARS_COMPILERS:-dev clang}; do
   echo "=== ${preset}: configure, build, test ==="
-  cmake --preset "$preset" >/dev/null
+  cmake --preset "$preset" -DCTXVARS_WITH_PYTHON=ON >/dev/null
   cmake --build --preset "$preset" -j "$jobs"
   ctest --preset "$preset"
 done

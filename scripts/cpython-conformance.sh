@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs CPython's own Lib/test/test_context.py against the ctxvars module.
+#   scripts/cpython-conformance.sh                 install what is missing, build, run
+#   scripts/cpython-conformance.sh --no-build DIR  run against the module in DIR (ctest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3.11
+if [ "${1:-}" = "--no-build" ]; then
+  moddir=$2
+else
+  scripts/install-deps.sh
+  cmake --preset dev -DCTXVARS_WITH_PYTHON=ON >/dev/null
+  cmake --build --preset dev --target ctxvars_python -j "$(nproc 2>/dev/null || echo 2)"
+  moddir=build/dev/python
+fi
+src=/usr/lib/python3.11/test/test_context.py
+if [ ! -f "$src" ]; then
+  echo "missing $src (Debian package libpython3.11-testsuite)" >&2
+  exit 1
+fi
+PYTHONPATH="$moddir" exec "$PY" "$(pwd)/python/run_test_context.py" "$src"
