@@ -228,8 +228,9 @@ TEST(Threads, ReadingAContextWhileItsOwnerSetsIsRaceFreeAndConsistent) {
   context_var<int> v("v");
   context_var<int> w("w");
   context c;
-  std::atomic<bool> done{false};
+  std::atomic<bool> done{false}, reader_started{false};
   std::thread owner([&] {
+    while (!reader_started.load()) std::this_thread::yield();
     c.run([&] {
       for (int i = 0; i < 20000; ++i) {
         (void)v.set(i);
@@ -239,7 +240,8 @@ TEST(Threads, ReadingAContextWhileItsOwnerSetsIsRaceFreeAndConsistent) {
     done = true;
   });
   long reads = 0;
-  while (!done.load()) {
+  reader_started = true;
+  do {
     auto a = c.get(v);
     auto snap = c.copy();
     auto x = snap.get(v), y = snap.get(w);
@@ -250,7 +252,7 @@ TEST(Threads, ReadingAContextWhileItsOwnerSetsIsRaceFreeAndConsistent) {
     (void)c.size();
     (void)a;
     ++reads;
-  }
+  } while (!done.load());
   owner.join();
   EXPECT_EQ(c.get(v), 19999);
   EXPECT_GT(reads, 0);
