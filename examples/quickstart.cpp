@@ -1,7 +1,5 @@
 // The README's example: a request id that follows the work, not the thread.
 #include <ctxvars/ctxvars.hpp>
-
-#include <cassert>
 #include <iostream>
 #include <thread>
 
@@ -21,5 +19,4 @@ int main() {
   ctxvars::copy_context().run(handle, "req-1");   // each request in its own context
   ctxvars::copy_context().run(handle, "req-2");
   log("outside any request");                     // prints "[-] ..."
-  assert(request_id.get() == "-");
 }

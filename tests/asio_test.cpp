@@ -313,4 +313,38 @@ TEST(Asio, SocketsOnLoopbackKeepEachConnectionsContext) {
   EXPECT_EQ(ok.load(), clients);
 }
 
+struct counted_id {
+  static inline std::atomic<long> alive{0};
+  int v;
+  explicit counted_id(int x) : v(x) { ++alive; }
+  counted_id(const counted_id& o) : v(o.v) { ++alive; }
+  ~counted_id() { --alive; }
+};
+
+TEST(AsioStress, ThousandsOfTasksOnAFourThreadIoContextKeepTheirValuesAndFreeThemOnce) {
+  {
+    ctxvars::context_var<counted_id> cid("cid");
+    asio::io_context io;
+    std::atomic<int> bad{0}, finished{0};
+    for (int i = 0; i < 3000; ++i)
+      cx::co_spawn(io, [](ctxvars::context_var<counted_id>& v, int id, std::atomic<int>& b,
+                          std::atomic<int>& f) -> awaitable<void> {
+        (void)v.set(counted_id(id));
+        auto ex = co_await asio::this_coro::executor;
+        for (int k = 0; k < 4; ++k) {
+          if (k % 2)
+            co_await asio::post(ex, use_awaitable);
+          else
+            co_await sleep_for(std::chrono::milliseconds(k));
+          if (v.get().v != id) ++b;
+        }
+        ++f;
+      }(cid, i, bad, finished), asio::detached);
+    run_threads(io, 4);
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_EQ(finished.load(), 3000);
+  }
+  EXPECT_EQ(counted_id::alive.load(), 0) << "every value destroyed exactly once";
+}
+
 }  // namespace

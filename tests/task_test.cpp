@@ -206,6 +206,66 @@ TEST(Task, AScopedSetHeldAcrossCoAwaitRestoresInTheTasksContext) {
   EXPECT_EQ(c.get(rid), 1);
 }
 
+// Misuse, documented: a plain coroutine (not a ctxvars::task) holding a
+// scoped_set across a co_await that resumes on another thread. The guard's
+// destructor then runs in that thread's context, where its token does not
+// belong: it does nothing, and the value stays in the original context.
+struct plain_coro {
+  struct promise_type {
+    plain_coro get_return_object() { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() { std::terminate(); }
+  };
+};
+plain_coro guard_across_suspend(std::atomic<int>& seen_after, std::atomic<bool>& finished) {
+  auto g = rid.scoped_set(55);
+  co_await resume_on_new_thread{};
+  seen_after = rid.get();  // a new thread: its own (empty) context
+  finished = true;
+}
+
+TEST(Task, AScopedSetInAPlainCoroutineResumedElsewhereIsADocumentedNoOp) {
+  context c;
+  std::atomic<int> seen{0};
+  std::atomic<bool> finished{false};
+  c.run([&] { guard_across_suspend(seen, finished); });
+  while (!finished.load()) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the guard's destructor ran by now
+  EXPECT_EQ(seen.load(), -1);
+  EXPECT_EQ(c.get(rid), 55) << "never reset: the guard died in another context";
+}
+
+TEST(Task, ACoroutineCreatedInsideRunDoesNotCaptureThatContext) {
+  context c;
+  c.run([] { (void)rid.set(1); });
+  // Like Python's ctx.run(coro_fn): run only creates the (lazy) task.
+  auto t = c.run([] { return read_rid(); });
+  EXPECT_EQ(sync_wait(std::move(t)), -1) << "it runs in a copy of the context current at sync_wait";
+}
+
+TEST(Task, AVariableDestroyedWhileATaskHoldsItsValueIsSafe) {
+  thread_pool pool(1);
+  const long before = counted::alive.load();
+  auto var = std::make_unique<context_var<counted>>("short_lived");
+  std::atomic<bool> release{false};
+  context c;
+  auto s = spawn(pool, c, [](context_var<counted>& v, std::atomic<bool>& r, thread_pool& p) -> task<int> {
+    (void)v.set(counted(3));
+    while (!r.load()) co_await p.schedule();
+    co_return 0;  // the variable is gone: the task does not touch it again
+  }(*var, release, pool));
+  while (!c.contains(*var)) std::this_thread::yield();
+  var.reset();  // destroyed while the task (and its context) still hold its value
+  release = true;
+  EXPECT_EQ(s.get(), 0);
+  EXPECT_EQ(c.size(), 1u);
+  for (auto e : c) EXPECT_EQ(e.name(), "short_lived");
+  c = context();
+  EXPECT_EQ(counted::alive.load(), before);
+}
+
 TEST(Task, ATaskThatNeverRunsIsDestroyedWithoutLeaks) {
   const long before = counted::alive.load();
   {

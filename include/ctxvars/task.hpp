@@ -273,7 +273,7 @@ inline task<void> task_promise<void>::get_return_object() noexcept {
 
 // The shared state between a spawned task and its join handle.
 template <class T>
-class spawn_state {
+class spawn_state : public std::enable_shared_from_this<spawn_state<T>> {
  public:
   using stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
@@ -283,22 +283,24 @@ class spawn_state {
     value_ = std::move(v);
     error_ = e;
   }
-  // Publishes the outcome once the task left its context, resumes an awaiting
-  // coroutine, if any, then frees the driving frame.
+  // Runs after the task left its context: frees the driving frame (and with
+  // it the task's context and values), then publishes the outcome and resumes
+  // an awaiting coroutine, if any. So when get() returns, the task is gone.
   static void finish(promise_base& p, void* self) noexcept {
-    auto* st = static_cast<spawn_state*>(self);
+    auto keep = static_cast<spawn_state*>(self)->shared_from_this();
+    const std::exception_ptr frame_error = p.error();
+    std::coroutine_handle<task_promise<void>>::from_promise(static_cast<task_promise<void>&>(p)).destroy();
     std::coroutine_handle<> cont;
     {
-      std::lock_guard lk(st->m_);
-      if (!st->value_ && !st->error_)
-        st->error_ = p.error() ? p.error() : std::make_exception_ptr(std::logic_error("ctxvars: task ended without a result"));
-      st->done_ = true;
-      cont = std::exchange(st->waiter_, nullptr);
+      std::lock_guard lk(keep->m_);
+      if (!keep->value_ && !keep->error_)
+        keep->error_ = frame_error ? frame_error
+                                   : std::make_exception_ptr(std::logic_error("ctxvars: task ended without a result"));
+      keep->done_ = true;
+      cont = std::exchange(keep->waiter_, nullptr);
     }
-    st->cv_.notify_all();
+    keep->cv_.notify_all();
     if (cont) cont.resume();
-    // The driving frame holds the last reference to *st: free it last.
-    std::coroutine_handle<task_promise<void>>::from_promise(static_cast<task_promise<void>&>(p)).destroy();
   }
   bool done() const {
     std::lock_guard lk(m_);

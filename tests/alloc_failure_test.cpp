@@ -1,0 +1,180 @@
+// Allocation failure: operator new is replaced in this binary so that the Nth
+// allocation from now throws std::bad_alloc. Every operation is swept over N
+// until it succeeds; after each failure the state must be exactly as before
+// (strong guarantee) and nothing may leak (counted values).
+#include "ctxvars/ctxvars.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "counted.hpp"
+#include "ctxvars/task.hpp"
+
+namespace {
+constinit thread_local long fail_countdown = -1;  // -1: never fail
+constinit thread_local long allocations = 0;
+}  // namespace
+
+void* operator new(std::size_t n) {
+  ++allocations;
+  if (fail_countdown >= 0 && fail_countdown-- == 0) throw std::bad_alloc();
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+using namespace ctxvars;
+using ctxvars_test::counted;
+
+namespace {
+
+// Runs op with the Nth allocation failing, for N = 0, 1, ... until op
+// succeeds; calls check() after every failure. Returns the failure points.
+template <class Op, class Check>
+int sweep(Op op, Check check) {
+  for (int n = 0; n < 1000; ++n) {
+    fail_countdown = n;
+    try {
+      op();
+      fail_countdown = -1;
+      return n;
+    } catch (const std::bad_alloc&) {
+      fail_countdown = -1;
+      check();
+    }
+  }
+  fail_countdown = -1;
+  ADD_FAILURE() << "operation never succeeded";
+  return -1;
+}
+
+std::map<std::string, int> snapshot(const context& c) {
+  std::map<std::string, int> m;
+  for (auto e : c)
+    if (auto* v = e.get_if<counted>()) m[std::string(e.name())] = v->v;
+  return m;
+}
+
+struct vars {
+  context_var<counted> a{"a"}, b{"b"}, c{"c"};
+  std::vector<std::unique_ptr<context_var<counted>>> many;
+  vars() {
+    for (int i = 0; i < 200; ++i) many.push_back(std::make_unique<context_var<counted>>("m" + std::to_string(i)));
+  }
+};
+
+TEST(AllocationFailure, SetIntoAFreshOrSharedContextIsAllOrNothing) {
+  const long alive_before = counted::alive.load();
+  {
+    vars v;
+    context ctx;
+    ctx.run([&] {
+      for (auto& m : v.many) (void)m->set(counted(1));
+    });
+    int points = 0;
+    for (int round = 0; round < 3; ++round) {
+      context keep = ctx.copy();  // shares the trie: the set must path-copy
+      const auto before = snapshot(ctx);
+      points += ctx.run([&] {
+        return sweep([&] { (void)v.a.set(counted(round)); },
+                     [&] {
+                       EXPECT_EQ(snapshot(ctx), before);
+                       EXPECT_EQ(v.a.peek() == nullptr, round == 0);
+                     });
+      });
+      EXPECT_EQ(ctx.get(v.a)->v, round);
+      EXPECT_EQ(snapshot(keep), before) << "the copy never changes";
+    }
+    EXPECT_GT(points, 0);
+  }
+  EXPECT_EQ(counted::alive.load(), alive_before);
+}
+
+TEST(AllocationFailure, ResetThatMustCopyThePathIsAllOrNothing) {
+  const long alive_before = counted::alive.load();
+  {
+    vars v;
+    context ctx;
+    std::optional<token<counted>> t;
+    ctx.run([&] {
+      for (auto& m : v.many) (void)m->set(counted(2));
+      t.emplace(v.b.set(counted(5)));
+    });
+    context keep = ctx.copy();
+    const auto before = snapshot(ctx);
+    const int points = ctx.run([&] {
+      return sweep([&] { v.b.reset(*t); },
+                   [&] {
+                     EXPECT_FALSE(t->used()) << "a failed reset must not use the token";
+                     EXPECT_EQ(snapshot(ctx), before);
+                   });
+    });
+    EXPECT_GT(points, 0) << "the shared path has to be copied";
+    EXPECT_TRUE(t->used());
+    EXPECT_FALSE(ctx.contains(v.b));
+    EXPECT_EQ(keep.get(v.b)->v, 5);
+  }
+  EXPECT_EQ(counted::alive.load(), alive_before);
+}
+
+TEST(AllocationFailure, CopyContextBindRunAndSpawnFailCleanly) {
+  const long alive_before = counted::alive.load();
+  {
+    vars v;
+    context ctx;
+    ctx.run([&] { (void)v.a.set(counted(9)); });
+    ctx.run([&] {
+      sweep([&] { (void)copy_context(); }, [] {});
+      sweep([&] { (void)ctx.copy(); }, [] {});
+      auto f = [&] { return v.a.get().v; };
+      sweep([&] { EXPECT_EQ(ctxvars::bind(f)(), 9); }, [&] { EXPECT_EQ(v.a.get().v, 9); });
+    });
+    // run itself never allocates.
+    fail_countdown = 0;
+    EXPECT_EQ(ctx.run([&] { return v.a.peek()->v; }), 9);
+    fail_countdown = -1;
+    // Spawning a task: the frame and the shared state may fail; nothing leaks.
+    thread_pool pool(1);
+    sweep([&] {
+      auto s = ctx.copy().run([&] {
+        return spawn(pool, [](context_var<counted>& a) -> task<int> { co_return a.get().v; }(v.a));
+      });
+      EXPECT_EQ(s.get(), 9);
+    }, [&] { EXPECT_EQ(ctx.get(v.a)->v, 9); });
+  }
+  EXPECT_EQ(counted::alive.load(), alive_before);
+}
+
+TEST(AllocationFailure, ASetCountsItsAllocations) {
+  vars v;
+  context ctx;
+  ctx.run([&] {
+    for (auto& m : v.many) (void)m->set(counted(1));
+    (void)v.a.set(counted(1));
+    {  // the first set+reset allocates the box that later ones recycle
+      auto t = v.a.set(counted(0));
+      v.a.reset(t);
+    }
+    // Steady state of a bound variable: no allocation per set+reset.
+    long before = allocations;
+    for (int i = 0; i < 100; ++i) {
+      auto t = v.a.set(counted(i));
+      v.a.reset(t);
+    }
+    EXPECT_EQ(allocations - before, 0);
+    before = allocations;
+    for (int i = 0; i < 100; ++i) (void)v.a.get();
+    EXPECT_EQ(allocations - before, 0) << "get never allocates for a counted value";
+    before = allocations;
+    for (int i = 0; i < 100; ++i) ctx.copy().run([] {});
+    EXPECT_EQ(allocations - before, 100) << "one allocation per copy, none per run";
+  });
+}
+
+}  // namespace
