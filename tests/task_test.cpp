@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,10 +17,42 @@ namespace {
 
 context_var<int> rid("rid", -1);
 
+// Threads started by resume_on_new_thread, joined after each test.
+struct spawned_threads {
+  std::mutex m;
+  std::vector<std::thread> all;
+  void add(std::thread t) {
+    std::lock_guard lk(m);
+    all.push_back(std::move(t));
+  }
+  void join_all() {
+    for (;;) {
+      std::vector<std::thread> batch;
+      {
+        std::lock_guard lk(m);
+        batch.swap(all);
+      }
+      if (batch.empty()) return;
+      for (auto& t : batch) t.join();
+    }
+  }
+};
+spawned_threads& threads() {
+  static spawned_threads s;
+  return s;
+}
+struct join_after_each_test : ::testing::EmptyTestEventListener {
+  void OnTestEnd(const ::testing::TestInfo&) override { threads().join_all(); }
+};
+const bool listener_installed = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new join_after_each_test);
+  return true;
+}();
+
 // An arbitrary (non-task) awaitable: resumes the coroutine on a new thread.
 struct resume_on_new_thread {
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const { std::thread([h] { h.resume(); }).detach(); }
+  void await_suspend(std::coroutine_handle<> h) const { threads().add(std::thread([h] { h.resume(); })); }
   void await_resume() const noexcept {}
 };
 // An awaitable whose await_suspend declines to suspend.
@@ -220,9 +253,11 @@ struct plain_coro {
   };
 };
 plain_coro guard_across_suspend(std::atomic<int>& seen_after, std::atomic<bool>& finished) {
-  auto g = rid.scoped_set(55);
-  co_await resume_on_new_thread{};
-  seen_after = rid.get();  // a new thread: its own (empty) context
+  {
+    auto g = rid.scoped_set(55);
+    co_await resume_on_new_thread{};
+    seen_after = rid.get();  // a new thread: its own (empty) context
+  }  // the guard dies here, on the new thread
   finished = true;
 }
 
@@ -232,7 +267,6 @@ TEST(Task, AScopedSetInAPlainCoroutineResumedElsewhereIsADocumentedNoOp) {
   std::atomic<bool> finished{false};
   c.run([&] { guard_across_suspend(seen, finished); });
   while (!finished.load()) std::this_thread::yield();
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the guard's destructor ran by now
   EXPECT_EQ(seen.load(), -1);
   EXPECT_EQ(c.get(rid), 55) << "never reset: the guard died in another context";
 }

@@ -439,10 +439,10 @@ class thread_pool {
   // Runs f on a pool thread, in whatever context that thread has (use
   // ctxvars::bind(f) to carry the caller's).
   void post(std::function<void()> f) {
-    {
-      std::lock_guard lk(m_);
-      q_.push_back(std::move(f));
-    }
+    // Notify under the lock: once the work is queued, the pool may finish it
+    // and be destroyed; the destructor takes the lock, so it waits for this.
+    std::lock_guard lk(m_);
+    q_.push_back(std::move(f));
     cv_.notify_one();
   }
   // co_await pool.schedule(): continue on a pool thread.

@@ -1,0 +1,64 @@
+// Instruction counts per operation, for valgrind --tool=callgrind (stable on
+// a noisy machine): `callgrind_probe OP N` runs OP N times; the script runs it
+// with N and 0 and divides the difference by N.
+#include <ctxvars/ctxvars.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+constinit thread_local int* tl_ptr = nullptr;
+volatile int sink;
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s get|get_default|set_reset|set_reset_base|copy|run|tl VARS N\n", argv[0]);
+    return 2;
+  }
+  const std::string op = argv[1];
+  const int vars_n = std::atoi(argv[2]);
+  const long n = std::atol(argv[3]);
+  std::vector<std::unique_ptr<ctxvars::context_var<int>>> vars;
+  for (int i = 0; i < vars_n + 1; ++i) vars.push_back(std::make_unique<ctxvars::context_var<int>>("v", -1));
+  auto fill = [&] {
+    for (int i = 0; i < vars_n; ++i) (void)vars[static_cast<std::size_t>(i)]->set(i);
+  };
+  auto& v = *vars[static_cast<std::size_t>(vars_n - 1)];
+  auto& unset = *vars.back();
+  int x = 1;
+  tl_ptr = &x;
+  ctxvars::context c;
+  if (op == "set_reset_base") {
+    fill();
+    for (long i = 0; i < n; ++i) {
+      auto t = v.set(7);
+      v.reset(t);
+    }
+    return 0;
+  }
+  c.run([&] {
+    fill();
+    if (op == "get")
+      for (long i = 0; i < n; ++i) sink = v.get();
+    else if (op == "get_default")
+      for (long i = 0; i < n; ++i) sink = unset.get();
+    else if (op == "set_reset")
+      for (long i = 0; i < n; ++i) {
+        auto t = v.set(7);
+        v.reset(t);
+      }
+    else if (op == "copy")
+      for (long i = 0; i < n; ++i) (void)ctxvars::copy_context();
+    else if (op == "tl")
+      for (long i = 0; i < n; ++i) sink = *tl_ptr;
+  });
+  if (op == "run") {
+    for (long i = 0; i < n; ++i) c.run([] {});
+  }
+  return 0;
+}
