@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <new>
@@ -34,6 +35,12 @@ using ctxvars_test::counted;
 
 namespace {
 
+long total_points = 0;
+struct report_points : ::testing::Environment {
+  void TearDown() override { std::printf("[figures] allocation failure: %ld failure points swept\n", total_points); }
+};
+const auto* const reporter = ::testing::AddGlobalTestEnvironment(new report_points);
+
 // Runs op with the Nth allocation failing, for N = 0, 1, ... until op
 // succeeds; calls check() after every failure. Returns the failure points.
 template <class Op, class Check>
@@ -43,6 +50,7 @@ int sweep(Op op, Check check) {
     try {
       op();
       fail_countdown = -1;
+      total_points += n;
       return n;
     } catch (const std::bad_alloc&) {
       fail_countdown = -1;

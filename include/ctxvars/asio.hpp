@@ -102,13 +102,36 @@ class step_scope {
   mode mode_;
 };
 
-// A function object that runs `f` inside `ctx`.
+// One counted reference to a context's shared state, with real moves (a
+// ctxvars::context handle copies on move, and Asio moves executors and
+// handlers around on every resumption: each copy is a locked instruction).
+class context_ref {
+ public:
+  explicit context_ref(ctxvars::detail::context_impl* c) noexcept : c_(c) { c_->retain(); }
+  context_ref(const context_ref& o) noexcept : c_(o.c_) {
+    if (c_) c_->retain();
+  }
+  context_ref(context_ref&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+  context_ref& operator=(context_ref o) noexcept {
+    std::swap(c_, o.c_);
+    return *this;
+  }
+  ~context_ref() {
+    if (c_) c_->release();
+  }
+  ctxvars::detail::context_impl* get() const noexcept { return c_; }
+
+ private:
+  ctxvars::detail::context_impl* c_;
+};
+
+// A function object that runs `f` inside a context.
 template <class F>
 struct in_context {
-  ctxvars::context ctx;
+  context_ref ctx;
   F f;
   void operator()() {
-    step_scope s(ctxvars::detail::context_access::impl(ctx));
+    step_scope s(ctx.get());
     std::move(f)();
   }
 };
@@ -122,12 +145,13 @@ class context_executor {
  public:
   using inner_executor_type = Executor;
 
-  context_executor(Executor ex, ctxvars::context ctx) noexcept(
+  context_executor(Executor ex, const ctxvars::context& ctx) noexcept(
       std::is_nothrow_move_constructible_v<Executor>)
-      : ex_(std::move(ex)), ctx_(std::move(ctx)) {}
+      : ex_(std::move(ex)), ctx_(ctxvars::detail::context_access::impl(ctx)) {}
 
   const Executor& get_inner_executor() const noexcept { return ex_; }
-  const ctxvars::context& get_context() const noexcept { return ctx_; }
+  // The context every function submitted here runs in.
+  ctxvars::context get_context() const noexcept { return ctxvars::detail::context_access::make(ctx_.get()); }
 
   template <class F>
   void execute(F&& f) const {
@@ -146,6 +170,8 @@ class context_executor {
     using inner = std::decay_t<decltype(::asio::require(ex_, p))>;
     return context_executor<inner>(::asio::require(ex_, p), ctx_);
   }
+  template <class E>
+  context_executor(E ex, detail::context_ref ctx) noexcept : ex_(std::move(ex)), ctx_(std::move(ctx)) {}
   template <class P>
     requires ::asio::can_prefer<const Executor&, P>::value
   auto prefer(const P& p) const {
@@ -154,15 +180,17 @@ class context_executor {
   }
 
   friend bool operator==(const context_executor& a, const context_executor& b) noexcept {
-    return a.ex_ == b.ex_ && a.ctx_ == b.ctx_;
+    return a.ex_ == b.ex_ && a.ctx_.get() == b.ctx_.get();
   }
   friend bool operator!=(const context_executor& a, const context_executor& b) noexcept {
     return !(a == b);
   }
 
  private:
+  template <class>
+  friend class context_executor;
   Executor ex_;
-  ctxvars::context ctx_;
+  detail::context_ref ctx_;
 };
 
 namespace detail {

@@ -155,6 +155,13 @@ class context {
 namespace detail {
 struct context_access {
   static context_impl* impl(const context& c) noexcept { return c.impl_; }
+  // A handle that adopts the one reference `c` was created with.
+  static context adopt(context_impl* c) noexcept { return context(c); }
+  // A new handle to an existing context (takes one reference).
+  static context make(context_impl* c) noexcept {
+    c->retain();
+    return context(c);
+  }
 };
 }  // namespace detail
 

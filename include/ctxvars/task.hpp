@@ -47,26 +47,52 @@ namespace detail {
 
 // The context a chain of tasks (one spawned task and the tasks it awaits
 // directly) runs in, and what the running thread had before entering it.
+//
+// A chain spawned in a fresh copy of the creator's context owns that context
+// alone: no handle to it exists anywhere else, so no other thread can enter
+// or read it. Such a `private_` chain switches the thread's current context
+// without the atomic enter/leave, and its sets skip the context's lock.
 struct chain_state {
   context ctx;
   std::stop_token stop;
   context_impl* prev = nullptr;
   bool inside = false;
+  bool private_ = false;
 
-  explicit chain_state(context c, std::stop_token s = {}) noexcept : ctx(std::move(c)), stop(std::move(s)) {}
+  chain_state(context c, std::stop_token s, bool priv) noexcept
+      : ctx(std::move(c)), stop(std::move(s)), private_(priv) {}
   void enter() {
-    if (!inside) {
-      prev = enter_context(context_access::impl(ctx));
-      inside = true;
+    if (inside) return;
+    context_impl* c = context_access::impl(ctx);
+    if (private_) {
+      thread_state& st = tls;
+      prev = st.current;
+      st.current = c;
+      ++st.version;
+    } else {
+      prev = enter_context(c);
     }
+    inside = true;
   }
   void leave() noexcept {
-    if (inside) {
-      inside = false;
-      leave_context(context_access::impl(ctx), prev);
+    if (!inside) return;
+    inside = false;
+    context_impl* c = context_access::impl(ctx);
+    if (private_) {
+      thread_state& st = tls;
+      st.current = prev;
+      ++st.version;
+    } else {
+      leave_context(c, prev);
     }
   }
 };
+
+// A copy of the current context that no handle shares (see chain_state).
+inline context private_copy_of_current() {
+  context_impl* cur = tls.current;
+  return context_access::adopt(new context_impl(false, cur ? cur->map : context_map()));
+}
 
 template <class A>
 decltype(auto) get_awaiter(A&& a) {
@@ -162,8 +188,8 @@ class promise_base {
   }
 
   // Makes this task the root of a chain running in `c`.
-  void make_root(context c, std::stop_token s = {}) {
-    own_.emplace(std::move(c), std::move(s));
+  void make_root(context c, std::stop_token s, bool private_context) {
+    own_.emplace(std::move(c), std::move(s), private_context);
     chain_ = &*own_;
   }
   void set_chain(chain_state* c) noexcept { chain_ = c; }
@@ -359,10 +385,10 @@ struct inline_schedule {
 };
 
 template <class T, class Schedule>
-std::shared_ptr<spawn_state<T>> start(context c, Schedule schedule, task<T> t) {
+std::shared_ptr<spawn_state<T>> start(context c, bool private_context, Schedule schedule, task<T> t) {
   auto st = std::make_shared<spawn_state<T>>();
   auto h = drive<T>(st, std::move(schedule), std::move(t)).release();
-  h.promise().make_root(std::move(c), st->stop_source().get_token());
+  h.promise().make_root(std::move(c), st->stop_source().get_token(), private_context);
   h.promise().set_on_done(&spawn_state<T>::finish, st.get());  // detached: frees itself
   h.resume();  // enters the task's context, then (usually) hops to the scheduler
   return st;
@@ -398,23 +424,24 @@ class spawned {
 // awaitable that resumes on the scheduler), in a copy of the current context.
 template <class Scheduler, class T>
 spawned<T> spawn(Scheduler& sched, task<T> t) {
-  return spawn(sched, copy_context(), std::move(t));
+  return spawned<T>(detail::start(detail::private_copy_of_current(), true, [&sched] { return sched.schedule(); },
+                                  std::move(t)));
 }
 // The same, in `c` itself.
 template <class Scheduler, class T>
 spawned<T> spawn(Scheduler& sched, context c, task<T> t) {
-  return spawned<T>(detail::start(std::move(c), [&sched] { return sched.schedule(); }, std::move(t)));
+  return spawned<T>(detail::start(std::move(c), false, [&sched] { return sched.schedule(); }, std::move(t)));
 }
 
 // Runs t to completion as a task started on this thread (it may hop to other
 // threads), in a copy of the current context; returns its value or rethrows.
 template <class T>
 T sync_wait(task<T> t) {
-  return spawned<T>(detail::start(copy_context(), detail::inline_schedule{}, std::move(t))).get();
+  return spawned<T>(detail::start(detail::private_copy_of_current(), true, detail::inline_schedule{}, std::move(t))).get();
 }
 template <class T>
 T sync_wait(context c, task<T> t) {
-  return spawned<T>(detail::start(std::move(c), detail::inline_schedule{}, std::move(t))).get();
+  return spawned<T>(detail::start(std::move(c), false, detail::inline_schedule{}, std::move(t))).get();
 }
 
 // A fixed set of threads resuming coroutines and running functions, FIFO.
