@@ -4,6 +4,7 @@
 
 #include <ctxvars/ctxvars.hpp>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,15 @@ void BM_ThreadLocal_Read(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(tl_ptr->field);
 }
 BENCHMARK(BM_ThreadLocal_Read)->ThreadRange(1, 2);
+
+// What one uncontended locked instruction costs on this machine (context for
+// the operations that need one or two: run, copy_context, set in a shared context).
+void BM_LockedIncrement(benchmark::State& state) {
+  std::atomic<long> a{0};
+  for (auto _ : state) a.fetch_add(1, std::memory_order_relaxed);
+  benchmark::DoNotOptimize(a.load());
+}
+BENCHMARK(BM_LockedIncrement);
 
 // ---- variables ---------------------------------------------------------------
 constexpr int max_vars = 100000;

@@ -32,6 +32,11 @@ struct base_holder {
     // No more parking from here on (torn_down); free what is parked.
     for (box_base*& s : st.spare)
       if (box_base* shell = std::exchange(s, nullptr)) shell->free_shell(shell);
+    while (void* p = st.free_contexts) {
+      st.free_contexts = *static_cast<void**>(p);
+      ::operator delete(p);
+    }
+    st.n_free_contexts = 0;
   }
 };
 // Function-local, so each registers its destructor when first reached (a
@@ -58,6 +63,28 @@ std::uint64_t next_context_id() noexcept {
     st.end_context_id = st.next_context_id + block;
   }
   return st.next_context_id++;
+}
+
+void* context_impl::operator new(std::size_t n) {
+  thread_state& st = tls;
+  if (void* p = st.free_contexts) {
+    st.free_contexts = *static_cast<void**>(p);
+    --st.n_free_contexts;
+    return p;
+  }
+  return ::operator new(n);
+}
+
+void context_impl::operator delete(void* p) noexcept {
+  thread_state& st = tls;
+  if (st.n_free_contexts < 64 && !st.torn_down) {
+    if (CTXVARS_UNLIKELY(!st.armed)) arm_thread_exit();
+    *static_cast<void**>(p) = st.free_contexts;
+    st.free_contexts = p;
+    ++st.n_free_contexts;
+    return;
+  }
+  ::operator delete(p);
 }
 
 void arm_thread_exit() noexcept {

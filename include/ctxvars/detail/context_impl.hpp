@@ -46,9 +46,17 @@ class context_impl {
   const std::uint64_t id;
   context_map map;
 
+  // Recycled through a per-thread free list (see thread_state).
+  static void* operator new(std::size_t n);
+  static void operator delete(void* p) noexcept;
+
   void retain() noexcept { state_.fetch_add(one_ref, std::memory_order_relaxed); }
   void release() noexcept {
-    if (state_.fetch_sub(one_ref, std::memory_order_acq_rel) == one_ref) delete this;
+    // The only handle, nobody inside: no one else can make a new reference
+    // (they are made from existing ones), so skip the locked decrement.
+    if (state_.load(std::memory_order_acquire) == one_ref ||
+        state_.fetch_sub(one_ref, std::memory_order_acq_rel) == one_ref)
+      delete this;
   }
 
   // Throws context_in_use_error if any thread (this one included) is inside.

@@ -42,6 +42,10 @@ struct thread_state {
   // reuses it, so a set+reset pair neither allocates nor touches the shared
   // reference count of the variable's identity.
   box_base* spare[CTXVARS_SPARE_BOXES];
+  // Freed context_impl blocks kept for reuse (a singly linked list through
+  // their first bytes), so copy_context/destroy pairs skip malloc.
+  void* free_contexts;
+  unsigned n_free_contexts;
 };
 
 extern constinit thread_local thread_state tls;
