@@ -181,7 +181,7 @@ TEST(AllocationFailure, ASetCountsItsAllocations) {
     EXPECT_EQ(allocations - before, 0) << "get never allocates for a counted value";
     before = allocations;
     for (int i = 0; i < 100; ++i) ctx.copy().run([] {});
-    EXPECT_EQ(allocations - before, 100) << "one allocation per copy, none per run";
+    EXPECT_LE(allocations - before, 1) << "copies recycle the context state; run never allocates";
   });
 }
 
