@@ -50,7 +50,7 @@ void BM_Asio_PingPong(benchmark::State& state) {
       if (with_ctx)
         ctxvars::asio::co_spawn(io, pinger<UseTimer>(k, true), asio::detached);
       else
-        asio::co_spawn(io, pinger<UseTimer>(k, false), asio::detached);
+        asio::co_spawn(io, pinger<UseTimer>(k, true), asio::detached);
     }
     io.run();
   }
