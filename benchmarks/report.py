@@ -72,7 +72,8 @@ w("")
 w("Two threads at once, one shared variable, each thread in its own context (per-thread CPU time):\n")
 w("| operation | 1 thread ns | 2 threads ns | change | target |")
 w("|---|---|---|---|---|")
-for label, fam in (("`get`", "BM_ContextVar_GetHit_Threads/8"), ("`set`+`reset`", "BM_ContextVar_SetReset_Threads/8")):
+for label, fam in (("raw `thread_local` read (the machine's own 1-to-2-thread change)", "BM_ThreadLocal_Read"),
+                   ("`get`", "BM_ContextVar_GetHit_Threads/8"), ("`set`+`reset`", "BM_ContextVar_SetReset_Threads/8")):
     b1, b2 = core.get(f"{fam}/threads:1"), core.get(f"{fam}/threads:2")
     if b1 and b2:
         t1, t2 = b1["cpu_time"], b2["cpu_time"]
