@@ -278,7 +278,32 @@ PYBIND11_MODULE(ctxvars, m) {
       py::name("reset"), py::is_method(var), py::arg("token"));
 
   // ---- Context ----
-  py::class_<Context> context(m, "Context", py::is_final());
+  // Garbage collection, as for hamt: the entries only this context holds (in
+  // nodes and boxes nobody else shares) are reported as its references.
+  py::class_<Context> context(m, "Context", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+                                auto* type = &heap_type->ht_type;
+                                type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+                                type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
+                                  auto& c = py::cast<Context&>(py::handle(self));
+                                  auto* impl = ctxvars::detail::context_access::impl(c.ctx);
+                                  if (impl->entered()) return 0;  // a running context is reachable anyway
+                                  return impl->map.for_each_owned([&](const auto& e) -> int {
+                                    const ctxvars::detail::box_base* b = e.value.get();
+                                    if (b->refs.load(std::memory_order_acquire) != 1) return 0;
+                                    if (*b->info->type != typeid(py_entry)) return 0;
+                                    const py_entry& pe = ctxvars::detail::box_value<py_entry>(b);
+                                    Py_VISIT(pe.var.get());
+                                    Py_VISIT(pe.value.get());
+                                    return 0;
+                                  });
+                                };
+                                type->tp_clear = [](PyObject* self) -> int {
+                                  auto& c = py::cast<Context&>(py::handle(self));
+                                  ctxvars::context dropped = c.ctx;
+                                  c.ctx = ctxvars::context();
+                                  return 0;
+                                };
+                              }));
   context
       .def(py::init([](py::args args, py::kwargs kwargs) {
         if (args.size() || kwargs.size()) throw py::type_error("Context() does not accept any arguments");
@@ -365,7 +390,28 @@ PYBIND11_MODULE(ctxvars, m) {
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &hamt_next)
       .def("__len__", [](const HamtIter& i) { return i.snap.size(); });
-  py::class_<Hamt> hamt(m, "hamt", py::is_final());
+  // Garbage collection: a hamt exposes the references that are its alone
+  // (entries of nodes no other hamt shares); a reference held by a shared node
+  // is reported by nobody, so the collector treats it as external — cycles
+  // through shared nodes are kept, never collected wrongly.
+  py::class_<Hamt> hamt(m, "hamt", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+                          auto* type = &heap_type->ht_type;
+                          type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+                          type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
+                            auto& h = py::cast<Hamt&>(py::handle(self));
+                            return h.t.for_each_owned([&](const py_trie::entry_type& e) -> int {
+                              Py_VISIT(e.key.get());
+                              Py_VISIT(e.value.get());
+                              return 0;
+                            });
+                          };
+                          type->tp_clear = [](PyObject* self) -> int {
+                            auto& h = py::cast<Hamt&>(py::handle(self));
+                            py_trie dropped;
+                            dropped.swap(h.t);
+                            return 0;
+                          };
+                        }));
   hamt.def(py::init<>())
       .def("set",
            [](py::object self, py::object k, py::object v) -> py::object {

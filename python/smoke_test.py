@@ -24,4 +24,29 @@ except ValueError as e:
     assert "different Context" in str(e)
 else:
     raise AssertionError("reset in another context must fail")
+# Reference cycles through a hamt or a context are collected.
+import gc
+import weakref
+
+class Box:
+    pass
+
+h = ctxvars.hamt()
+b = Box()
+h = h.set("k", b)
+b.h = h  # cycle: hamt -> Box -> hamt
+ref = weakref.ref(b)
+del h, b
+gc.collect()
+assert ref() is None, "cycle through a hamt not collected"
+
+c = ctxvars.Context()
+w = ctxvars.ContextVar("w")
+b = Box()
+c.run(w.set, b)
+b.c = c  # cycle: Context -> Box -> Context
+ref = weakref.ref(b)
+del c, b
+gc.collect()
+assert ref() is None, "cycle through a Context not collected"
 print("smoke ok")

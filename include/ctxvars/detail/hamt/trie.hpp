@@ -200,6 +200,27 @@ class trie {
   // Throws std::logic_error describing the first broken structural rule.
   void check_invariants() const;
 
+  // Calls f(entry) for the entries that belong to this handle alone: those in
+  // nodes reached from a uniquely held root through uniquely held nodes. (A
+  // garbage collector may count these references as this handle's; shared
+  // ones belong to no single handle.) Stops and returns f's first non-zero
+  // result. Only meaningful while no other thread changes the counts.
+  template <class F>
+  int for_each_owned(F&& f) const {
+    if (!root_ || !root_->unique()) return 0;
+    auto walk = [&](auto& self, const node_type* n) -> int {
+      for (std::uint32_t i = 0; i < n->ndata; ++i)
+        if (int r = f(n->data()[i])) return r;
+      for (std::uint32_t i = 0; i < n->nchild; ++i) {
+        const node_type* c = n->children()[i];
+        if (c->unique())
+          if (int r = self(self, c)) return r;
+      }
+      return 0;
+    };
+    return walk(walk, root_);
+  }
+
  private:
   static constexpr unsigned max_levels = max_depth + 1;  // inner levels + collision level
 
