@@ -10,20 +10,11 @@
 #include <vector>
 
 #include "alloc_counter.hpp"
+#include "baseline.hpp"
 
 namespace {
 
-// ---- the baseline: a raw thread_local pointer chase (tl_ptr->field) --------
-struct tl_data {
-  int field = 1;
-};
-constinit thread_local tl_data* tl_ptr = nullptr;
-
-void BM_ThreadLocal_Read(benchmark::State& state) {
-  tl_data d;
-  tl_ptr = &d;
-  for (auto _ : state) benchmark::DoNotOptimize(tl_ptr->field);
-}
+using ctxvars_bench::BM_ThreadLocal_Read;
 BENCHMARK(BM_ThreadLocal_Read)->ThreadRange(1, 2);
 
 // What one uncontended locked instruction costs on this machine (context for

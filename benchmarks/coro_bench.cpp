@@ -5,6 +5,8 @@
 //  - ctxvars::task resumes vs a bare coroutine on the same scheduler.
 #include <benchmark/benchmark.h>
 
+#include "baseline.hpp"
+
 #include <ctxvars/asio.hpp>
 #include <ctxvars/task.hpp>
 
@@ -14,12 +16,7 @@
 
 namespace {
 
-constinit thread_local int* tl_ptr = nullptr;
-void BM_ThreadLocal_Read(benchmark::State& state) {
-  int x = 1;
-  tl_ptr = &x;
-  for (auto _ : state) benchmark::DoNotOptimize(*tl_ptr);
-}
+using ctxvars_bench::BM_ThreadLocal_Read;
 BENCHMARK(BM_ThreadLocal_Read);
 
 ctxvars::context_var<int> rid("rid", 0);

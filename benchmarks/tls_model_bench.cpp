@@ -2,18 +2,15 @@
 // access calls __tls_get_addr) versus from the executable (a %fs-relative load).
 #include <benchmark/benchmark.h>
 
+#include "baseline.hpp"
+
 #include <ctxvars/ctxvars.hpp>
 
 extern "C" long get_loop_exe(ctxvars::context_var<int>& v, long n);
 extern "C" long get_loop_so(ctxvars::context_var<int>& v, long n);
 
 namespace {
-constinit thread_local int* tl_ptr = nullptr;
-void BM_ThreadLocal_Read(benchmark::State& state) {
-  int x = 1;
-  tl_ptr = &x;
-  for (auto _ : state) benchmark::DoNotOptimize(*tl_ptr);
-}
+using ctxvars_bench::BM_ThreadLocal_Read;
 BENCHMARK(BM_ThreadLocal_Read);
 
 ctxvars::context_var<int> v("v", 0);

@@ -283,14 +283,16 @@ TEST(Task, AVariableDestroyedWhileATaskHoldsItsValueIsSafe) {
   thread_pool pool(1);
   const long before = counted::alive.load();
   auto var = std::make_unique<context_var<counted>>("short_lived");
-  std::atomic<bool> release{false};
+  std::atomic<bool> release{false}, was_set{false};
   context c;
-  auto s = spawn(pool, c, [](context_var<counted>& v, std::atomic<bool>& r, thread_pool& p) -> task<int> {
+  auto s = spawn(pool, c, [](context_var<counted>& v, std::atomic<bool>& r, std::atomic<bool>& done_set,
+                             thread_pool& p) -> task<int> {
     (void)v.set(counted(3));
+    done_set = true;  // from here on the task never touches the variable again
     while (!r.load()) co_await p.schedule();
-    co_return 0;  // the variable is gone: the task does not touch it again
-  }(*var, release, pool));
-  while (!c.contains(*var)) std::this_thread::yield();
+    co_return 0;
+  }(*var, release, was_set, pool));
+  while (!was_set.load()) std::this_thread::yield();
   var.reset();  // destroyed while the task (and its context) still hold its value
   release = true;
   EXPECT_EQ(s.get(), 0);

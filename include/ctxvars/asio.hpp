@@ -31,6 +31,7 @@
 // visible to clang++ 14 with libstdc++ (ASIO_HAS_CO_AWAIT, ASIO_HAS_STD_COROUTINE).
 #pragma once
 
+#include <asio.hpp>
 #include <asio/any_io_executor.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/awaitable.hpp>

@@ -376,10 +376,8 @@ bool trie<K, V, H, E, B>::insert(hash_t h, K k, V&& v, V* old, retired* rp) {
       if (!owned) fresh.alloc(n->ndata, n->nchild, n->collision);
       break;
     case action::insert:
-      fresh.alloc(n->ndata + 1, n->nchild, false);
-      break;
     case action::append:
-      fresh.alloc(n->ndata + 1, 0, true);
+      fresh.alloc(n->ndata + 1, n->nchild, act == action::append);
       break;
     case action::split: {
       other_hash = n->data()[idx].hash;
@@ -420,26 +418,18 @@ bool trie<K, V, H, E, B>::insert(hash_t h, K k, V&& v, V* old, retired* rp) {
       }
       break;
     }
-    case action::insert: {
-      const bitmap_t bit = bits_type::bit(h, depth);
+    case action::insert:
+    case action::append: {  // a new entry in this node (inner or collision)
       node_type* m = fresh.take();
-      m->datamap = n->datamap | bit;
-      m->nodemap = n->nodemap;
-      const std::uint32_t at = index_of(m->datamap, bit);
+      std::uint32_t at = n->ndata;
+      if (act == action::insert) {
+        const bitmap_t bit = bits_type::bit(h, depth);
+        m->datamap = n->datamap | bit;
+        m->nodemap = n->nodemap;
+        at = index_of(m->datamap, bit);
+      }
       transfer(m, n, owned, none, at, none, none);
       ::new (static_cast<void*>(m->data() + at)) entry_type{h, std::move(k), std::move(v)};
-      if (owned) {
-        node_type::dispose_shell(n);
-        disposed = true;
-      }
-      result = m;
-      added = true;
-      break;
-    }
-    case action::append: {
-      node_type* m = fresh.take();
-      transfer(m, n, owned, none, n->ndata, none, none);
-      ::new (static_cast<void*>(m->data() + n->ndata)) entry_type{h, std::move(k), std::move(v)};
       if (owned) {
         node_type::dispose_shell(n);
         disposed = true;
