@@ -179,6 +179,33 @@ awaitable<int> read_rid_twice() {
   co_return rid.get() * 2;
 }
 
+TEST(Asio, BindKeepsTheHandlersExecutorAllocatorAndCancellationSlot) {
+  asio::io_context io;
+  auto strand = asio::make_strand(io);
+  asio::cancellation_signal sig;
+  bool on_strand = false, cancelled = false;
+  int seen = 0;
+  asio::steady_timer timer(io, std::chrono::seconds(10));
+  ctxvars::context().run([&] {
+    (void)rid.set(44);
+    auto h = asio::bind_cancellation_slot(
+        sig.slot(), asio::bind_executor(strand, [&](std::error_code ec) {
+          on_strand = strand.running_in_this_thread();
+          cancelled = ec == asio::error::operation_aborted;
+          seen = rid.get();
+        }));
+    auto bound = ctxvars::bind(h);
+    static_assert(std::is_same_v<asio::associated_executor_t<decltype(bound)>, decltype(strand)>);
+    EXPECT_TRUE(asio::get_associated_cancellation_slot(bound).is_connected());
+    timer.async_wait(std::move(bound));
+  });
+  asio::post(io, [&] { sig.emit(asio::cancellation_type::terminal); });
+  run_threads(io, 2);
+  EXPECT_TRUE(on_strand) << "the handler ran on its strand";
+  EXPECT_TRUE(cancelled) << "the cancellation slot reached the timer";
+  EXPECT_EQ(seen, 44) << "and in the bound context";
+}
+
 TEST(Asio, CompletionTokensFutureCallbackAndAwaitable) {
   asio::io_context io;
   (void)rid.set(2);

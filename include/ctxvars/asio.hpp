@@ -341,3 +341,28 @@ template <class... T>
 }
 
 }  // namespace ctxvars::asio
+
+// ---- callbacks: ctxvars::bind keeps the handler's associations -------------------
+//
+// asio::post(ex, ctxvars::bind(h)) or timer.async_wait(ctxvars::bind(h)): the
+// bound function object reports h's associated executor, allocator and
+// cancellation slot (and any other associator), so binding a context never
+// moves a handler off its strand or drops its cancellation slot.
+namespace asio {
+template <template <typename, typename> class Associator, class F, class DefaultCandidate>
+struct associator<Associator, ::ctxvars::detail::snapshot_bound<F>, DefaultCandidate> {
+  using type = typename Associator<F, DefaultCandidate>::type;
+  static type get(const ::ctxvars::detail::snapshot_bound<F>& b,
+                  const DefaultCandidate& c = DefaultCandidate()) noexcept {
+    return Associator<F, DefaultCandidate>::get(b.function(), c);
+  }
+};
+template <template <typename, typename> class Associator, class F, class DefaultCandidate>
+struct associator<Associator, ::ctxvars::detail::context_bound<F>, DefaultCandidate> {
+  using type = typename Associator<F, DefaultCandidate>::type;
+  static type get(const ::ctxvars::detail::context_bound<F>& b,
+                  const DefaultCandidate& c = DefaultCandidate()) noexcept {
+    return Associator<F, DefaultCandidate>::get(b.function(), c);
+  }
+};
+}  // namespace asio

@@ -28,6 +28,7 @@ class snapshot_bound {
     return snap_.copy().run(f_, std::forward<A>(a)...);
   }
   const context& snapshot() const noexcept { return snap_; }
+  const F& function() const noexcept { return f_; }
 
  private:
   context snap_;
@@ -50,6 +51,7 @@ class context_bound {
     return ctx_.run(f_, std::forward<A>(a)...);
   }
   const context& bound_context() const noexcept { return ctx_; }
+  const F& function() const noexcept { return f_; }
 
  private:
   mutable context ctx_;  // run() changes which thread is inside, not the handle
