@@ -1,6 +1,7 @@
 // Compiled parts of the core: id sources, per-thread state and its teardown,
 // and the (cold) error paths.
 #include <atomic>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -34,7 +35,7 @@ struct base_holder {
       if (box_base* shell = std::exchange(s, nullptr)) shell->free_shell(shell);
     while (void* p = st.free_contexts) {
       st.free_contexts = *static_cast<void**>(p);
-      ::operator delete(p);
+      ::operator delete(p, std::align_val_t{alignof(context_impl)});
     }
     st.n_free_contexts = 0;
   }
@@ -72,7 +73,7 @@ void* context_impl::operator new(std::size_t n) {
     --st.n_free_contexts;
     return p;
   }
-  return ::operator new(n);
+  return ::operator new(n, std::align_val_t{alignof(context_impl)});
 }
 
 void context_impl::operator delete(void* p) noexcept {
@@ -84,7 +85,7 @@ void context_impl::operator delete(void* p) noexcept {
     ++st.n_free_contexts;
     return;
   }
-  ::operator delete(p);
+  ::operator delete(p, std::align_val_t{alignof(context_impl)});
 }
 
 void arm_thread_exit() noexcept {

@@ -34,7 +34,10 @@ std::uint64_t next_context_id() noexcept;
 // `state` packs the handle count (low 32 bits) and the number of threads
 // inside (high bits, 0 or 1). One CAS enters, one fetch_sub leaves: the same
 // atomic keeps the context alive while a thread runs in it.
-class context_impl {
+// Cache-line aligned: the writer lock and the state word are written on every
+// set and every enter, and must not share a line with another context's
+// (two threads, each in its own context, would slow each other down).
+class alignas(64) context_impl {
  public:
   static constexpr std::uint64_t one_ref = 1;
   static constexpr std::uint64_t one_entry = std::uint64_t{1} << 32;
