@@ -264,6 +264,21 @@ TEST(ContextVar, ValuesAreStoredByValueAndGetReturnsACopy) {
   });
 }
 
+TEST(ContextVar, MoveOnlyValuesCanBeSetResetAndPeeked) {
+  in_fresh_context([] {
+    context_var<std::unique_ptr<int>> v("v");
+    auto t1 = v.set(std::make_unique<int>(1));
+    EXPECT_FALSE(t1.had_old_value());
+    auto t2 = v.set(std::make_unique<int>(2));
+    EXPECT_TRUE(t2.had_old_value());
+    EXPECT_EQ(**v.peek(), 2);
+    v.reset(t2);
+    EXPECT_EQ(**v.peek(), 1);
+    v.reset(t1);
+    EXPECT_EQ(v.peek(), nullptr);
+  });
+}
+
 TEST(ContextVar, MoveOnlyValuesWorkThroughPeek) {
   in_fresh_context([] {
     context_var<std::shared_ptr<int>> v("v");

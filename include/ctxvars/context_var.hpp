@@ -31,6 +31,7 @@ class token {
         ctx_id_(o.ctx_id_),
         old_(std::move(o.old_)),
         old_box_(std::move(o.old_box_)),
+        had_old_(o.had_old_),
         used_(std::exchange(o.used_, true)) {}
   token& operator=(token&& o) noexcept {
     if (this != &o) {
@@ -39,6 +40,7 @@ class token {
       ctx_id_ = o.ctx_id_;
       old_ = std::move(o.old_);
       old_box_ = std::move(o.old_box_);
+      had_old_ = o.had_old_;
       used_ = std::exchange(o.used_, true);
     }
     return *this;
@@ -51,7 +53,13 @@ class token {
   // throws foreign_token_error rather than touching the dead one).
   const context_var<T>& var() const noexcept { return *var_; }
   // The value before the set; nullopt is Python's Token.MISSING.
-  const std::optional<T>& old_value() const noexcept { return old_; }
+  // Needs a copyable T (a move-only T's token cannot keep a copy).
+  const std::optional<T>& old_value() const noexcept {
+    static_assert(std::is_copy_constructible_v<T>, "token<T>::old_value() needs a copy-constructible T");
+    return old_;
+  }
+  // Whether the variable had a value before the set (for any T).
+  bool had_old_value() const noexcept { return had_old_; }
   // True once reset() has consumed the token.
   bool used() const noexcept { return used_; }
 
@@ -65,6 +73,7 @@ class token {
   std::uint64_t ctx_id_;
   std::optional<T> old_;
   detail::box_ptr old_box_;  // the displaced box, reinstalled by reset without allocating
+  bool had_old_ = false;
   bool used_ = false;
 };
 
@@ -175,7 +184,10 @@ class context_var {
     detail::box_ptr box = detail::make_box<T>(info_, std::move(value));
     detail::context_impl* c = detail::writable_context();
     token<T> t(this, id_, c->id);
-    if constexpr (!std::is_nothrow_copy_constructible_v<T>) {
+    // The token's copy of the old value: taken before the change when copying
+    // may throw (then nothing changed), after it when it cannot. A move-only T
+    // has no copy: its tokens still reset, but have no old_value().
+    if constexpr (std::is_copy_constructible_v<T> && !std::is_nothrow_copy_constructible_v<T>) {
       if (const detail::box_ptr* p = c->map.find(id_, id_)) t.old_.emplace(detail::box_value<T>(p->get()));
     }
     const T* now = &detail::box_value<T>(box.get());
@@ -183,6 +195,7 @@ class context_var {
     if constexpr (std::is_nothrow_copy_constructible_v<T>) {
       if (t.old_box_) t.old_.emplace(detail::box_value<T>(t.old_box_.get()));
     }
+    t.had_old_ = static_cast<bool>(t.old_box_);
     remember(now);
     return t;
   }
