@@ -104,6 +104,41 @@ TEST(AllocationFailure, SetIntoAFreshOrSharedContextIsAllOrNothing) {
   EXPECT_EQ(counted::alive.load(), alive_before);
 }
 
+TEST(AllocationFailure, GrowingASharedContextVariableByVariable) {
+  const long alive_before = counted::alive.load();
+  {
+    vars v;
+    context ctx;
+    int points = 0;
+    for (std::size_t i = 0; i < v.many.size(); i += 3) {
+      context keep = ctx.copy();  // every set below must copy the path
+      const auto before = snapshot(ctx);
+      points += ctx.run([&] {
+        return sweep([&] { (void)v.many[i]->set(counted(static_cast<int>(i))); },
+                     [&] { EXPECT_EQ(snapshot(ctx), before); });
+      });
+      EXPECT_EQ(snapshot(keep), before);
+      // ... and every reset-to-missing must erase in a shared trie.
+      if (i % 2 == 0) {
+        context keep2 = ctx.copy();
+        const auto with = snapshot(ctx);
+        auto t = ctx.run([&] { return v.many[i]->set(counted(-1)); });
+        ctx.run([&] {
+          points += sweep([&] { v.many[i]->reset(t); },
+                          [&] {
+                            EXPECT_FALSE(t.used());
+                            EXPECT_EQ(ctx.get(*v.many[i])->v, -1);
+                          });
+        });
+        EXPECT_EQ(snapshot(ctx), with);
+        EXPECT_EQ(snapshot(keep2), with);
+      }
+    }
+    EXPECT_GT(points, 50);
+  }
+  EXPECT_EQ(counted::alive.load(), alive_before);
+}
+
 TEST(AllocationFailure, ResetThatMustCopyThePathIsAllOrNothing) {
   const long alive_before = counted::alive.load();
   {
