@@ -28,7 +28,7 @@ struct base_holder {
     context_impl* b = st.base;
     st.base = nullptr;
     st.torn_down = true;
-    ++st.version;
+    st.version = fresh_version(st);
     if (b) b->release();
     // No more parking from here on (torn_down); free what is parked.
     for (box_base*& s : st.spare)
@@ -112,7 +112,7 @@ context_impl* writable_context() {
     st.base = new context_impl(false);
   }
   st.current = st.base;
-  ++st.version;
+  st.version = fresh_version(st);
   return st.base;
 }
 

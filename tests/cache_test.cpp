@@ -71,6 +71,61 @@ TEST(Cache, ReenteringAContextChangedByAnotherThreadSeesTheChange) {
   c.run([&] { EXPECT_EQ(v.get(), 2); });
 }
 
+TEST(Cache, ReenteringAnUnchangedContextReusesItsSlotsAndStaysCorrect) {
+  context_var<int> v("v", 0), w("w", 0);
+  context a, b;
+  a.run([&] {
+    (void)v.set(1);
+    (void)w.set(10);
+  });
+  b.run([&] { (void)v.set(2); });
+  for (int round = 0; round < 3; ++round) {
+    a.run([&] {
+      EXPECT_EQ(v.get(), 1);
+      EXPECT_EQ(w.get(), 10);
+    });
+    b.run([&] {
+      EXPECT_EQ(v.get(), 2);
+      EXPECT_EQ(w.get(), 0);
+    });
+  }
+  // The same thread changes `a` in one visit; the next visit sees it.
+  a.run([&] { (void)w.set(11); });
+  b.run([&] { EXPECT_EQ(w.get(), 0); });
+  a.run([&] {
+    EXPECT_EQ(w.get(), 11);
+    EXPECT_EQ(v.get(), 1);
+  });
+  // Another thread changes `a` between two visits of this thread.
+  a.run([&] { EXPECT_EQ(v.get(), 1); });
+  std::thread([&] { a.run([&] { (void)v.set(3); }); }).join();
+  a.run([&] { EXPECT_EQ(v.get(), 3); });
+  // Another thread only reads `a` in between: still correct.
+  std::thread([&] { a.run([&] { EXPECT_EQ(v.get(), 3); }); }).join();
+  a.run([&] { EXPECT_EQ(v.get(), 3); });
+}
+
+TEST(Cache, ReturningToTheOuterContextAfterANestedRunIsCorrect) {
+  context_var<int> v("v", 0);
+  context outer, inner;
+  outer.run([&] {
+    (void)v.set(1);
+    EXPECT_EQ(v.get(), 1);  // cached under outer's version
+    inner.run([&] {
+      EXPECT_EQ(v.get(), 0);
+      (void)v.set(5);
+      EXPECT_EQ(v.get(), 5);
+    });
+    EXPECT_EQ(v.get(), 1);  // the outer version again: its slot was rewritten by inner
+    auto t = v.set(2);
+    inner.run([&] { EXPECT_EQ(v.get(), 5); });
+    EXPECT_EQ(v.get(), 2);
+    v.reset(t);
+    EXPECT_EQ(v.get(), 1);
+  });
+  EXPECT_EQ(v.get(), 0);
+}
+
 TEST(Cache, EachThreadHasItsOwnCache) {
   context_var<int> v("v", 0);
   (void)v.set(5);

@@ -68,38 +68,33 @@ class step_scope {
  public:
   explicit step_scope(ctxvars::detail::context_impl* c) : c_(c) {
     ctxvars::detail::thread_state& st = ctxvars::detail::tls;
-    prev_ = st.current;
-    if (prev_ == c) {
+    if (st.current == c) {
       mode_ = mode::none;
-    } else if (c->entered_by_this_thread()) {
+      return;
+    }
+    if (c->entered_by_this_thread()) {
       mode_ = mode::switched;
-      st.current = c;
-      ++st.version;
     } else {
       for (unsigned spins = 0; !c->try_enter(); ++spins)
         if (spins > 64) std::this_thread::yield();
       mode_ = mode::entered;
-      st.current = c;
-      ++st.version;
     }
+    r_ = ctxvars::detail::switch_to(st, c);
   }
   step_scope(const step_scope&) = delete;
   step_scope& operator=(const step_scope&) = delete;
   ~step_scope() {
     if (mode_ == mode::none) return;
-    if (mode_ == mode::entered) {
-      ctxvars::detail::leave_context(c_, prev_);
-    } else {
-      ctxvars::detail::thread_state& st = ctxvars::detail::tls;
-      st.current = prev_;
-      ++st.version;
-    }
+    if (mode_ == mode::entered)
+      ctxvars::detail::leave_context(c_, r_);
+    else
+      ctxvars::detail::switch_back(ctxvars::detail::tls, c_, r_);
   }
 
  private:
   enum class mode { none, switched, entered };
   ctxvars::detail::context_impl* c_;
-  ctxvars::detail::context_impl* prev_;
+  ctxvars::detail::switch_record r_{};
   mode mode_;
 };
 

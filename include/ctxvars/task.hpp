@@ -55,7 +55,7 @@ namespace detail {
 struct chain_state {
   context ctx;
   std::stop_token stop;
-  context_impl* prev = nullptr;
+  switch_record prev{};
   bool inside = false;
   bool private_ = false;
 
@@ -64,27 +64,17 @@ struct chain_state {
   void enter() {
     if (inside) return;
     context_impl* c = context_access::impl(ctx);
-    if (private_) {
-      thread_state& st = tls;
-      prev = st.current;
-      st.current = c;
-      ++st.version;
-    } else {
-      prev = enter_context(c);
-    }
+    prev = private_ ? switch_to(tls, c) : enter_context(c);
     inside = true;
   }
   void leave() noexcept {
     if (!inside) return;
     inside = false;
     context_impl* c = context_access::impl(ctx);
-    if (private_) {
-      thread_state& st = tls;
-      st.current = prev;
-      ++st.version;
-    } else {
+    if (private_)
+      switch_back(tls, c, prev);
+    else
       leave_context(c, prev);
-    }
   }
 };
 

@@ -104,13 +104,26 @@ class alignas(64) context_impl {
   void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
     context_map::retired dropped;
     writer_lock g(*this);
-    if (map.replace_if_owned(var_id, var_id, box, old)) return;
-    map.insert(var_id, var_id, std::move(box), &old, &dropped);
+    if (!map.replace_if_owned(var_id, var_id, box, old)) map.insert(var_id, var_id, std::move(box), &old, &dropped);
+    ++mods_;
   }
   void remove(std::uint64_t var_id, box_ptr& old) {
     context_map::retired dropped;
     writer_lock g(*this);
-    map.erase(var_id, var_id, &old, &dropped);
+    if (map.erase(var_id, var_id, &old, &dropped)) ++mods_;
+  }
+
+  // Lookup-cache bookkeeping (see thread_state): the version a thread used
+  // while inside this context can be used again when it comes back, if no set
+  // or reset happened here in between. Written and read only by the thread
+  // inside, ordered by entering and leaving.
+  std::uint64_t version_for(const thread_state& st) const noexcept {
+    return (cache_thread_ == &st && mods_ == mods_at_leave_) ? cache_version_ : 0;
+  }
+  void note_leaving(const thread_state& st) noexcept {
+    cache_thread_ = &st;
+    cache_version_ = st.version;
+    mods_at_leave_ = mods_;
   }
 
  private:
@@ -135,6 +148,10 @@ class alignas(64) context_impl {
   };
 
   std::atomic<std::uint64_t> state_{one_ref};
+  const thread_state* cache_thread_ = nullptr;
+  std::uint64_t cache_version_ = 0;
+  std::uint64_t mods_ = 0;  // sets and resets so far
+  std::uint64_t mods_at_leave_ = 0;
   std::atomic<const void*> owner_{nullptr};  // the thread inside, if any (a tag)
   mutable std::atomic<bool> lock_{false};
   const bool shared_;
@@ -149,35 +166,55 @@ inline cache_slot& slot_for(thread_state& st, std::uint64_t id) noexcept {
   return st.cache[id & (CTXVARS_CACHE_SIZE - 1)];
 }
 
-// Makes `c` the calling thread's current context and returns the one it
-// replaces. Throws context_in_use_error (then nothing changed).
-inline context_impl* enter_context(context_impl* c) {
-  c->enter();
-  thread_state& st = tls;
-  context_impl* prev = st.current;
+// What a switch of the current context replaced, to switch back.
+struct switch_record {
+  context_impl* prev;
+  std::uint64_t prev_version;
+};
+
+// Makes `c` current (the caller made sure this thread may be inside it).
+// Cache: a version this thread used in `c` before is reused if `c` did not
+// change since; otherwise a fresh one makes every slot miss.
+inline switch_record switch_to(thread_state& st, context_impl* c) noexcept {
+  switch_record r{st.current, st.version};
   st.current = c;
-  ++st.version;
-  return prev;
+  const std::uint64_t v = c->version_for(st);
+  st.version = v ? v : fresh_version(st);
+  return r;
 }
-// Undoes enter_context(c) on the calling thread, making `prev` current again.
-inline void leave_context(context_impl* c, context_impl* prev) noexcept {
-  thread_state& st = tls;
-  st.current = prev;
-  ++st.version;
+// Undoes switch_to. The previous context cannot have changed meanwhile: it is
+// entered by this thread (or is its own base context), and sets only go to the
+// current one — a set made by a nested switch back into it rewrote its own slot
+// under another version. So the previous version is valid again.
+inline void switch_back(thread_state& st, context_impl* c, const switch_record& r) noexcept {
+  c->note_leaving(st);
+  st.current = r.prev;
+  st.version = r.prev_version;
+}
+
+// Enters `c` (atomically: throws context_in_use_error, then nothing changed)
+// and makes it the calling thread's current context.
+inline switch_record enter_context(context_impl* c) {
+  c->enter();
+  return switch_to(tls, c);
+}
+// Undoes enter_context(c) on the calling thread.
+inline void leave_context(context_impl* c, const switch_record& r) noexcept {
+  switch_back(tls, c, r);
   c->leave();
 }
 
 // Makes `c` current for the lifetime of the scope. Throws context_in_use_error.
 class enter_scope {
  public:
-  explicit enter_scope(context_impl* c) : c_(c), prev_(enter_context(c)) {}
+  explicit enter_scope(context_impl* c) : c_(c), r_(enter_context(c)) {}
   enter_scope(const enter_scope&) = delete;
   enter_scope& operator=(const enter_scope&) = delete;
-  ~enter_scope() { leave_context(c_, prev_); }
+  ~enter_scope() { leave_context(c_, r_); }
 
  private:
   context_impl* c_;
-  context_impl* prev_;
+  switch_record r_;
 };
 
 }  // namespace ctxvars::detail

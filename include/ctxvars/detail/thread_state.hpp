@@ -33,6 +33,7 @@ struct thread_state {
   context_impl* current;  // nullptr: the thread's base context, not yet created (empty)
   context_impl* base;     // owned; created on the first set
   std::uint64_t version;
+  std::uint64_t next_version;  // source of fresh versions (never reused)
   bool torn_down;         // the thread's ctxvars state was destroyed at thread exit
   bool armed;             // the thread-exit cleanup is registered
   std::uint64_t next_context_id, end_context_id;  // a block of ids reserved by this thread
@@ -50,6 +51,9 @@ struct thread_state {
 
 extern constinit thread_local thread_state tls;
 
+
+// A version number never used before on this thread.
+inline std::uint64_t fresh_version(thread_state& st) noexcept { return ++st.next_version; }
 
 // Registers this thread's exit cleanup (out of line, once per thread).
 void arm_thread_exit() noexcept;
