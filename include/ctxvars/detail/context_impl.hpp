@@ -175,7 +175,7 @@ struct switch_record {
 // Makes `c` current (the caller made sure this thread may be inside it).
 // Cache: a version this thread used in `c` before is reused if `c` did not
 // change since; otherwise a fresh one makes every slot miss.
-inline switch_record switch_to(thread_state& st, context_impl* c) noexcept {
+CTXVARS_ALWAYS_INLINE switch_record switch_to(thread_state& st, context_impl* c) noexcept {
   switch_record r{st.current, st.version};
   st.current = c;
   const std::uint64_t v = c->version_for(st);
@@ -186,7 +186,7 @@ inline switch_record switch_to(thread_state& st, context_impl* c) noexcept {
 // entered by this thread (or is its own base context), and sets only go to the
 // current one — a set made by a nested switch back into it rewrote its own slot
 // under another version. So the previous version is valid again.
-inline void switch_back(thread_state& st, context_impl* c, const switch_record& r) noexcept {
+CTXVARS_ALWAYS_INLINE void switch_back(thread_state& st, context_impl* c, const switch_record& r) noexcept {
   c->note_leaving(st);
   st.current = r.prev;
   st.version = r.prev_version;
@@ -194,12 +194,12 @@ inline void switch_back(thread_state& st, context_impl* c, const switch_record& 
 
 // Enters `c` (atomically: throws context_in_use_error, then nothing changed)
 // and makes it the calling thread's current context.
-inline switch_record enter_context(context_impl* c) {
+CTXVARS_ALWAYS_INLINE switch_record enter_context(context_impl* c) {
   c->enter();
   return switch_to(tls, c);
 }
 // Undoes enter_context(c) on the calling thread.
-inline void leave_context(context_impl* c, const switch_record& r) noexcept {
+CTXVARS_ALWAYS_INLINE void leave_context(context_impl* c, const switch_record& r) noexcept {
   switch_back(tls, c, r);
   c->leave();
 }
@@ -207,10 +207,10 @@ inline void leave_context(context_impl* c, const switch_record& r) noexcept {
 // Makes `c` current for the lifetime of the scope. Throws context_in_use_error.
 class enter_scope {
  public:
-  explicit enter_scope(context_impl* c) : c_(c), r_(enter_context(c)) {}
+  CTXVARS_ALWAYS_INLINE explicit enter_scope(context_impl* c) : c_(c), r_(enter_context(c)) {}
   enter_scope(const enter_scope&) = delete;
   enter_scope& operator=(const enter_scope&) = delete;
-  ~enter_scope() { leave_context(c_, r_); }
+  CTXVARS_ALWAYS_INLINE ~enter_scope() { leave_context(c_, r_); }
 
  private:
   context_impl* c_;
