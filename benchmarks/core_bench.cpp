@@ -27,28 +27,11 @@ void BM_LockedIncrement(benchmark::State& state) {
 BENCHMARK(BM_LockedIncrement);
 
 // ---- variables ---------------------------------------------------------------
-constexpr int max_vars = 100000;
-std::vector<std::unique_ptr<ctxvars::context_var<int>>>& vars() {
-  static auto* v = [] {
-    auto* p = new std::vector<std::unique_ptr<ctxvars::context_var<int>>>;
-    for (int i = 0; i < max_vars; ++i)
-      p->push_back(std::make_unique<ctxvars::context_var<int>>("v" + std::to_string(i), -1));
-    return p;
-  }();
-  return *v;
-}
+using ctxvars_bench::max_vars;
+using ctxvars_bench::vars;
+using ctxvars_bench::with_vars;
 // The measured variable is set like the others; it is the last one set.
 ctxvars::context_var<int>& target(int n) { return *vars()[static_cast<std::size_t>(n - 1)]; }
-
-// Runs `body` inside a fresh context holding n variables.
-template <class F>
-void with_vars(int n, F body) {
-  ctxvars::context c;
-  c.run([&] {
-    for (int i = 0; i < n; ++i) (void)vars()[static_cast<std::size_t>(i)]->set(i);
-    body();
-  });
-}
 
 void report_allocs(benchmark::State& state, std::size_t before_count, std::size_t before_bytes) {
   const double n = static_cast<double>(state.iterations());

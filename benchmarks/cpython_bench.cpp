@@ -21,7 +21,7 @@ struct python {
 };
 void ensure_python() { static python p; }
 
-constexpr int max_vars = 100000;
+using ctxvars_bench::max_vars;
 std::vector<PyObject*>& pyvars() {
   static auto* v = [] {
     ensure_python();
@@ -142,23 +142,8 @@ void BM_CPython_EnterExit(benchmark::State& state) {
 BENCHMARK(BM_CPython_EnterExit)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
 
 // ctxvars at the same sizes, in the same process.
-std::vector<std::unique_ptr<ctxvars::context_var<int>>>& vars() {
-  static auto* v = [] {
-    auto* p = new std::vector<std::unique_ptr<ctxvars::context_var<int>>>;
-    for (int i = 0; i < max_vars; ++i)
-      p->push_back(std::make_unique<ctxvars::context_var<int>>("v" + std::to_string(i), -1));
-    return p;
-  }();
-  return *v;
-}
-template <class F>
-void with_vars(int n, F body) {
-  ctxvars::context c;
-  c.run([&] {
-    for (int i = 0; i < n; ++i) (void)vars()[static_cast<std::size_t>(i)]->set(i);
-    body();
-  });
-}
+using ctxvars_bench::vars;
+using ctxvars_bench::with_vars;
 void BM_Ctxvars_Get(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   with_vars(n, [&] {
