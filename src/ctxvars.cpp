@@ -105,9 +105,8 @@ context_impl* writable_context() {
             "ctxvars: set() during thread exit after this thread's context was destroyed twice");
       late_used = true;
       arm_late_holder();
-    } else if (!st.armed) {
-      st.armed = true;
-      arm_holder();
+    } else {
+      arm_thread_exit();
     }
     st.base = new context_impl(false);
   }
