@@ -118,19 +118,25 @@ TEST(AllocationFailure, GrowingASharedContextVariableByVariable) {
                      [&] { EXPECT_EQ(snapshot(ctx), before); });
       });
       EXPECT_EQ(snapshot(keep), before);
-      // ... and every reset-to-missing must erase in a shared trie.
-      if (i % 2 == 0) {
-        context keep2 = ctx.copy();
+      // ... and every reset to "no value" must erase from a shared trie. The
+      // loop never sets many[i + 1], so its token's old value is missing.
+      if (i % 2 == 0 && i + 1 < v.many.size()) {
+        context_var<counted>& fresh = *v.many[i + 1];
+        const auto without = snapshot(ctx);
+        auto t = ctx.run([&] { return fresh.set(counted(-1)); });
+        context keep2 = ctx.copy();  // shares the trie: the erase must copy the path
         const auto with = snapshot(ctx);
-        auto t = ctx.run([&] { return v.many[i]->set(counted(-1)); });
         ctx.run([&] {
-          points += sweep([&] { v.many[i]->reset(t); },
+          points += sweep([&] { fresh.reset(t); },
                           [&] {
                             EXPECT_FALSE(t.used());
-                            EXPECT_EQ(ctx.get(*v.many[i])->v, -1);
+                            EXPECT_EQ(ctx.get(fresh)->v, -1);
+                            EXPECT_EQ(snapshot(ctx), with);
                           });
         });
-        EXPECT_EQ(snapshot(ctx), with);
+        EXPECT_TRUE(t.used());
+        EXPECT_FALSE(ctx.contains(fresh));
+        EXPECT_EQ(snapshot(ctx), without);
         EXPECT_EQ(snapshot(keep2), with);
       }
     }
