@@ -38,10 +38,14 @@ class context {
   context(const context& o) noexcept : impl_(o.impl_) { impl_->retain(); }
   // Moving is copying: a handle always refers to a context.
   context(context&& o) noexcept : context(static_cast<const context&>(o)) {}
+  // Rebinds the handle. The old context may die here, running its values'
+  // destructors (user code that may read or assign this very handle): the
+  // handle is repointed first and the old context released last.
   context& operator=(const context& o) noexcept {
+    detail::context_impl* prev = impl_;
     o.impl_->retain();
-    impl_->release();
     impl_ = o.impl_;
+    prev->release();
     return *this;
   }
   context& operator=(context&& o) noexcept { return *this = static_cast<const context&>(o); }
@@ -103,10 +107,11 @@ class context {
     const T* get_if() const noexcept {
       return holds<T>() ? &detail::box_value<T>(box_.get()) : nullptr;
     }
-    // The value; throws std::bad_cast if it is not a T.
+    // The value; throws entry_type_error (a std::bad_cast naming the
+    // variable, the stored type and T) if it is not a T.
     template <class T>
     const T& value() const {
-      if (!holds<T>()) throw std::bad_cast();
+      if (!holds<T>()) detail::throw_entry_type(box_->info->name, *box_->info->type, typeid(T));
       return detail::box_value<T>(box_.get());
     }
 

@@ -30,6 +30,12 @@ struct cache_slot {
 };
 
 struct thread_state {
+  // This thread's identity for everything that must tell threads apart (the
+  // owner of an entered context, the last thread that left one): a number from
+  // a process-wide counter, taken the first time it is needed, never reused.
+  // Not the address of this struct: glibc gives a new thread the TLS block of
+  // a thread that exited, and with it that address. 0: not taken yet.
+  std::uint64_t thread_id;
   context_impl* current;  // nullptr: the thread's base context, not yet created (empty)
   context_impl* base;     // owned; created on the first set
   std::uint64_t version;
@@ -51,6 +57,14 @@ struct thread_state {
 
 extern constinit thread_local thread_state tls;
 
+
+std::uint64_t new_thread_id() noexcept;
+
+// The calling thread's never-reused identity (see thread_state::thread_id).
+inline std::uint64_t thread_id(thread_state& st) noexcept {
+  if (CTXVARS_UNLIKELY(st.thread_id == 0)) st.thread_id = new_thread_id();
+  return st.thread_id;
+}
 
 // A version number never used before on this thread.
 inline std::uint64_t fresh_version(thread_state& st) noexcept { return ++st.next_version; }
