@@ -42,7 +42,7 @@ var_registry& registry() {
 struct base_holder {
   bool armed = false;
   ~base_holder() {
-    thread_state& st = tls;
+    thread_state& st = this_thread_state();
     if (st.current == st.base) st.current = nullptr;
     context_impl* b = st.base;
     st.base = nullptr;
@@ -89,7 +89,7 @@ void unregister_var(std::uint64_t id) noexcept {
 std::uint64_t next_var_id() noexcept { return var_ids.fetch_add(1, std::memory_order_relaxed); }
 // Context ids come from per-thread blocks: no shared counter on copy_context.
 std::uint64_t next_context_id() noexcept {
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   if (CTXVARS_UNLIKELY(st.next_context_id == st.end_context_id)) {
     constexpr std::uint64_t block = 4096;
     st.next_context_id = context_ids.fetch_add(block, std::memory_order_relaxed);
@@ -99,7 +99,7 @@ std::uint64_t next_context_id() noexcept {
 }
 
 void* context_impl::operator new(std::size_t n) {
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   if (void* p = st.free_contexts) {
     st.free_contexts = *static_cast<void**>(p);
     --st.n_free_contexts;
@@ -109,7 +109,7 @@ void* context_impl::operator new(std::size_t n) {
 }
 
 void context_impl::operator delete(void* p) noexcept {
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   if (st.n_free_contexts < 64 && !st.torn_down) {
     if (CTXVARS_UNLIKELY(!st.armed)) arm_thread_exit();
     *static_cast<void**>(p) = st.free_contexts;
@@ -121,14 +121,14 @@ void context_impl::operator delete(void* p) noexcept {
 }
 
 void arm_thread_exit() noexcept {
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   if (st.armed || st.torn_down) return;
   st.armed = true;
   arm_holder();
 }
 
 context_impl* writable_context() {
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   if (st.current) return st.current;
   if (!st.base) {
     if (st.torn_down) {

@@ -67,7 +67,7 @@ namespace detail {
 class step_scope {
  public:
   explicit step_scope(ctxvars::detail::context_impl* c) : c_(c) {
-    ctxvars::detail::thread_state& st = ctxvars::detail::tls;
+    ctxvars::detail::thread_state& st = ctxvars::detail::this_thread_state();
     if (st.current == c) {
       mode_ = mode::none;
       return;
@@ -88,7 +88,7 @@ class step_scope {
     if (mode_ == mode::entered)
       ctxvars::detail::leave_context(c_, r_);
     else
-      ctxvars::detail::switch_back(ctxvars::detail::tls, c_, r_);
+      ctxvars::detail::switch_back(ctxvars::detail::this_thread_state(), c_, r_);
   }
 
  private:

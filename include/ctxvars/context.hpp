@@ -85,7 +85,7 @@ class context {
   // True while some thread is inside (run, or a task running in it).
   bool entered() const noexcept { return impl_->entered(); }
   // True when this is the calling thread's current context.
-  bool is_current() const noexcept { return detail::tls.current == impl_; }
+  bool is_current() const noexcept { return detail::this_thread_state().current == impl_; }
 
   // One (variable, value) pair of a context, seen through iteration. Keeps its
   // value alive; valid even after the variable is destroyed.
@@ -172,7 +172,7 @@ struct context_access {
 
 // A new context holding the current thread's variables. O(1).
 inline context copy_context() {
-  detail::context_impl* cur = detail::tls.current;
+  detail::context_impl* cur = detail::this_thread_state().current;
   // This thread is the only writer of its current context: no lock needed.
   return context(new detail::context_impl(true, cur ? cur->map : detail::context_map()));
 }

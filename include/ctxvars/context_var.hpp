@@ -178,7 +178,7 @@ class context_var {
   // this thread sets or resets this variable, or leaves the context. Keep it
   // no longer than a local computation; never across co_await.
   const T* peek() const noexcept {
-    detail::thread_state& st = detail::tls;
+    detail::thread_state& st = detail::this_thread_state();
     const detail::cache_slot& s = detail::slot_for(st, id_);
     if (CTXVARS_LIKELY(s.id == id_ && s.version == st.version)) return static_cast<const T*>(s.value);
     return peek_slow();
@@ -218,7 +218,7 @@ class context_var {
   void reset(token<T>& t) {
     if (t.state_ != token<T>::state::live) detail::throw_used_token(name(), t.state_ == token<T>::state::moved_from);
     if (t.var_id_ != id_) detail::throw_foreign_var(name(), t.var_id_);
-    detail::context_impl* c = detail::tls.current;
+    detail::context_impl* c = detail::this_thread_state().current;
     if (!c || c->id != t.ctx_id_) detail::throw_foreign_context(name());
     detail::box_ptr displaced;
     if (t.old_box_) {
@@ -239,7 +239,7 @@ class context_var {
 
  private:
   CTXVARS_NOINLINE const T* peek_slow() const noexcept {
-    detail::thread_state& st = detail::tls;
+    detail::thread_state& st = detail::this_thread_state();
     const T* v = nullptr;
     if (st.current)
       if (const detail::box_ptr* p = st.current->map.find(id_, id_)) v = &detail::box_value<T>(p->get());
@@ -247,7 +247,7 @@ class context_var {
     return v;
   }
   void remember(const T* v) const noexcept {
-    detail::thread_state& st = detail::tls;
+    detail::thread_state& st = detail::this_thread_state();
     detail::slot_for(st, id_) = {id_, st.version, v};
   }
 

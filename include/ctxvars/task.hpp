@@ -64,7 +64,7 @@ struct chain_state {
   void enter() {
     if (inside) return;
     context_impl* c = context_access::impl(ctx);
-    prev = private_ ? switch_to(tls, c) : enter_context(c);
+    prev = private_ ? switch_to(this_thread_state(), c) : enter_context(c);
     inside = true;
   }
   void leave() noexcept {
@@ -72,7 +72,7 @@ struct chain_state {
     inside = false;
     context_impl* c = context_access::impl(ctx);
     if (private_)
-      switch_back(tls, c, prev);
+      switch_back(this_thread_state(), c, prev);
     else
       leave_context(c, prev);
   }
@@ -80,7 +80,7 @@ struct chain_state {
 
 // A copy of the current context that no handle shares (see chain_state).
 inline context private_copy_of_current() {
-  context_impl* cur = tls.current;
+  context_impl* cur = this_thread_state().current;
   return context_access::adopt(new context_impl(false, cur ? cur->map : context_map()));
 }
 

@@ -88,7 +88,7 @@ class alignas(64) context_impl {
   }
   // The calling thread's identity as owner_ records it: never reused, unlike
   // the address of its thread_state (see thread_state::thread_id).
-  static std::uint64_t this_thread_tag() noexcept { return thread_id(tls); }
+  static std::uint64_t this_thread_tag() noexcept { return thread_id(this_thread_state()); }
   bool entered() const noexcept { return state_.load(std::memory_order_acquire) >= one_entry; }
 
   // A consistent copy of the map, safe from any thread. O(1).
@@ -200,11 +200,11 @@ CTXVARS_ALWAYS_INLINE void switch_back(thread_state& st, context_impl* c, const 
 // and makes it the calling thread's current context.
 CTXVARS_ALWAYS_INLINE switch_record enter_context(context_impl* c) {
   c->enter();
-  return switch_to(tls, c);
+  return switch_to(this_thread_state(), c);
 }
 // Undoes enter_context(c) on the calling thread.
 CTXVARS_ALWAYS_INLINE void leave_context(context_impl* c, const switch_record& r) noexcept {
-  switch_back(tls, c, r);
+  switch_back(this_thread_state(), c, r);
   c->leave();
 }
 

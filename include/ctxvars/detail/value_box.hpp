@@ -79,7 +79,7 @@ inline void park_shell(thread_state& st, box_base* b) noexcept {
 // fill this very slot: the shell is parked only after it returned.
 inline void dispose_box(box_base* b) noexcept {
   b->destroy_value(b);
-  park_shell(tls, b);
+  park_shell(this_thread_state(), b);
 }
 
 template <class T>
@@ -161,7 +161,7 @@ class box_ptr {
 template <class T, class... A>
 box_ptr make_box(var_info* info, A&&... a) {
   using box = typed_box<T>;
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   box_base*& slot = spare_slot(st, info->id);
   box* b;
   if (slot && slot->info == info) {
@@ -199,7 +199,7 @@ const T& box_value(const box_base* b) noexcept {
 // Frees this thread's spare shell of variable `info`, if parked (called when
 // the variable dies, so its identity need not wait for thread exit).
 inline void drop_spare(var_info* info) noexcept {
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   box_base*& slot = spare_slot(st, info->id);
   if (slot && slot->info == info) {
     box_base* b = slot;
