@@ -192,8 +192,8 @@ void throw_foreign_context(std::string_view var_name) {
                             " was created in a different context than the current one");
 }
 void throw_entry_type(std::string_view var_name, const std::type_info& stored, const std::type_info& requested) {
-  throw entry_type_error("ctxvars: context_var " + quoted(var_name) + " holds a " + type_name(stored) +
-                         ", not a " + type_name(requested));
+  throw entry_type_error("ctxvars: context_var " + quoted(var_name) + " holds a value of type " +
+                         quoted(type_name(stored)) + ", not " + quoted(type_name(requested)));
 }
 
 }  // namespace detail

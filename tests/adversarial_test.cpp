@@ -399,6 +399,49 @@ TEST(Reentrancy, AConstructorThatThrowsInARecycledShellLeavesTheVariableUnchange
   });
 }
 
+TEST(Reentrancy, AConstructorThatSetsAnotherVariableOfTheSameSlotTwiceLeavesBothRight) {
+  context_var<drops_on_move> a("a");
+  std::vector<std::unique_ptr<context_var<std::string>>> others;
+  auto w = same_slot_as(a, others);
+  context c;
+  c.run([&] {
+    auto ta = a.set(drops_on_move(1));
+    a.reset(ta);  // parks a's shell
+    drops_on_move::on_move = [&] {
+      (void)w->set("first, long enough to be allocated on the heap");
+      (void)w->set("second, long enough to be allocated on the heap");  // disposes the first: parks w's shell
+    };
+    auto ta2 = a.set(drops_on_move(2));
+    EXPECT_EQ(a.get().v, 2);
+    EXPECT_EQ(w->get(), "second, long enough to be allocated on the heap");
+    EXPECT_EQ(c.size(), 2u);
+  });
+}
+
+TEST(Reentrancy, ValuesDestroyedWhenTheLastHandleDiesInsideRunSeeTheOuterContext) {
+  context_var<int> v("v", 0);
+  context_var<on_destroy> probe("probe");
+  context outer;
+  std::optional<int> seen;
+  outer.run([&] {
+    (void)v.set(1);
+    auto inner = std::make_unique<context>();
+    context* h = inner.get();
+    h->run([&] {
+      (void)v.set(2);
+      (void)probe.set(on_destroy([&] {
+        seen = v.get();  // runs when run() leaves the orphaned context
+        (void)v.set(3);  // goes to the outer context
+      }));
+      inner.reset();  // the context lives on while this thread is inside
+      EXPECT_EQ(v.get(), 2);
+    });
+    EXPECT_EQ(seen, 1);
+    EXPECT_EQ(v.get(), 3);
+  });
+  EXPECT_EQ(outer.get(v), 3);
+}
+
 // ---------------------------------------------------------------------------
 // Error messages in the user's terms.
 
