@@ -567,7 +567,9 @@ class spawn_state : public std::enable_shared_from_this<spawn_state<T>> {
     }
     if constexpr (!std::is_void_v<T>) {
       try {
-        return std::move(*value_);
+        T r = std::move(*value_);
+        value_.reset();  // the moved-from shell dies now, not with the last handle
+        return r;
       } catch (...) {
         std::lock_guard lk(m_);
         taken_ = false;
