@@ -367,7 +367,8 @@ template <class T>
 struct frame_allocation<T, true> {
   static void* operator new(std::size_t n) { return ::operator new(n, std::align_val_t(alignof(T))); }
   static void operator delete(void* p, std::size_t n) noexcept {
-    ::operator delete(p, n, std::align_val_t(alignof(T)));
+    (void)n;
+    ::operator delete(p, std::align_val_t(alignof(T)));
   }
 };
 
