@@ -595,7 +595,15 @@ struct loop {
   }
 };
 
+// g++ turns symmetric transfer into tail calls only when optimising and not
+// under -fsanitize=address (its ASan frames need an epilogue): there, every
+// transfer is a nested call whatever the library does, so only a shallow chain
+// can be checked. clang (the asan preset) and g++ -O2 check the full depth.
+#if defined(__SANITIZE_ADDRESS__) && !defined(__clang__)
+constexpr int deep = 2000;
+#else
 constexpr int deep = 100000;
+#endif
 
 task<int> spawn_chain(loop& l, int n) {
   if (n == 0) co_return 0;
@@ -629,7 +637,7 @@ TEST(Task, ADeepChainOfTasksSharingOneContextUnwindsThroughTheResumer) {
   thread_pool pool(2);
   context c;
   c.run([] { (void)rid.set(7); });
-  EXPECT_EQ(spawn(pool, c, shared_chain(pool, c, 20000)).get(), 20007);
+  EXPECT_EQ(spawn(pool, c, shared_chain(pool, c, deep / 5)).get(), deep / 5 + 7);
 }
 
 // ---- results: in-place construction, throwing moves (issue 9, item 12) ----------
