@@ -95,42 +95,59 @@ class resumer {
 // the context's lock. A chain in an explicit context (`shared`) enters it
 // atomically and may find it busy: see resumer.
 struct chain_state {
+  // Private or shared, and inside (the context is current on the running
+  // thread) or not: one byte, so the hot path of a suspension tests once.
+  enum mode_t : unsigned char { private_out = 0, private_in = 1, shared_out = 2, shared_in = 3 };
+
   context ctx;
   context_impl* const impl;
   std::stop_token stop;
   switch_record prev{};
-  bool inside = false;
-  const bool private_;
+  mode_t mode;
   std::coroutine_handle<> parked{};  // shared: where the resumer goes once inside
+  std::exception_ptr error{};        // shared: thrown by a foreign await_suspend, rethrown inside
   resumer resume;                    // shared only
 
   chain_state(context c, std::stop_token s, bool priv) noexcept
-      : ctx(std::move(c)), impl(context_access::impl(ctx)), stop(std::move(s)), private_(priv) {}
-  // Private chains only.
-  void enter_private() noexcept {
+      : ctx(std::move(c)),
+        impl(context_access::impl(ctx)),
+        stop(std::move(s)),
+        mode(priv ? private_out : shared_out) {}
+  bool is_private() const noexcept { return mode < shared_out; }
+  bool inside() const noexcept { return (mode & 1) != 0; }
+
+  // Private chains, outside only.
+  CTXVARS_ALWAYS_INLINE void enter_private() noexcept {
     prev = switch_to(tls, impl);
-    inside = true;
+    mode = private_in;
   }
-  // false: another thread is inside (shared chains only); nothing changed.
+  // Private chains, inside only.
+  CTXVARS_ALWAYS_INLINE void leave_private() noexcept {
+    mode = private_out;
+    switch_back(tls, impl, prev);
+  }
+  // Outside only. false: another thread is inside (shared chains only);
+  // nothing changed.
   bool try_enter() noexcept {
-    if (!private_ && !impl->try_enter()) return false;
+    if (!is_private() && !impl->try_enter()) return false;
     prev = switch_to(tls, impl);
-    inside = true;
+    mode = static_cast<mode_t>(mode | 1);
     return true;
   }
   // For awaitables that cannot be handed the resumer (their await_suspend
-  // wants a typed handle): wait on this thread, yielding, holding no context
-  // of ours. Documented as the one place a task waits in place.
+  // wants a typed handle): wait on this thread, yielding. Documented as the
+  // one place a task waits in place.
   void enter_waiting() noexcept {
     while (!try_enter()) std::this_thread::yield();
   }
   void leave() noexcept {
-    if (!inside) return;
-    inside = false;
-    if (private_)
-      switch_back(tls, impl, prev);
-    else
+    if (!inside()) return;
+    if (is_private()) {
+      leave_private();
+    } else {
+      mode = shared_out;
       leave_context(impl, prev);
+    }
   }
 };
 
@@ -177,17 +194,18 @@ decltype(auto) get_awaiter(A&& a) {
     return std::forward<A>(a);
 }
 
-// Calls inner.await_suspend(h) and expresses its outcome as the handle to
-// transfer to (void and true: suspend; false: resume `h` now).
-template <class Awaiter, class H>
-std::coroutine_handle<> suspend_as_handle(Awaiter& inner, H h) {
-  using R = decltype(inner.await_suspend(h));
+// What switching_awaiter::await_suspend returns for an inner await_suspend
+// returning R: bool for void and bool (no transfer through a no-op coroutine
+// on the hot path), the handle otherwise.
+template <class R>
+using suspend_result_t = std::conditional_t<std::is_void_v<R> || std::is_same_v<R, bool>, bool, std::coroutine_handle<>>;
+
+// Calls inner.await_suspend(h), expressing its outcome as suspend_result_t.
+template <class R, class Awaiter, class H>
+suspend_result_t<R> forward_suspend(Awaiter& inner, H h) {
   if constexpr (std::is_void_v<R>) {
     inner.await_suspend(h);
-    return std::noop_coroutine();
-  } else if constexpr (std::is_same_v<R, bool>) {
-    if (inner.await_suspend(h)) return std::noop_coroutine();
-    return h;
+    return true;
   } else {
     return inner.await_suspend(h);
   }
@@ -195,12 +213,15 @@ std::coroutine_handle<> suspend_as_handle(Awaiter& inner, H h) {
 
 // Leaves the task's context around a suspension on a foreign awaitable, and
 // makes it current again before the task's code continues.
+//
+// Private chains (the common case) leave and re-enter without atomics and can
+// never find their context busy. Shared chains hand the foreign awaitable the
+// chain's resumer instead of the task (see resumer), so a busy context delays
+// the resumption, on the scheduler, instead of failing it.
 template <class Awaiter>
 struct switching_awaiter {
   chain_state* chain;
   Awaiter inner;
-  bool suspended = false;
-  std::exception_ptr error{};  // shared chains: thrown by inner.await_suspend
 
   static constexpr bool takes_any_handle =
       requires(Awaiter& a, std::coroutine_handle<> h) { a.await_suspend(h); };
@@ -209,49 +230,94 @@ struct switching_awaiter {
 
   // After inner.await_suspend the coroutine may already run on another
   // thread: touch nothing of *this once it returned.
-  template <class P>
-  std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
+  template <class P, class R = decltype(std::declval<Awaiter&>().await_suspend(std::declval<std::coroutine_handle<P>>()))>
+  CTXVARS_ALWAYS_INLINE suspend_result_t<R> await_suspend(std::coroutine_handle<P> h) {
     chain_state* const c = chain;
-    if (c == nullptr) return suspend_as_handle(inner, h);
-    c->leave();
-    suspended = true;
-    if constexpr (takes_any_handle) {
-      if (!c->private_) {
-        // The resumption goes through the resumer, which waits (off-thread,
-        // by re-posting) until the context is free, then enters it.
-        c->parked = h;
-        const std::coroutine_handle<> r = c->resume.handle();
-        try {
-          return suspend_as_handle(inner, r);
-        } catch (...) {
-          error = std::current_exception();  // rethrown once inside again
-          return r;
-        }
+    if (CTXVARS_LIKELY(c != nullptr && c->mode == chain_state::private_in)) {
+      c->leave_private();
+      try {
+        return forward_suspend<R>(inner, h);
+      } catch (...) {
+        c->enter_private();  // resumed here, with the exception
+        throw;
       }
     }
-    try {
-      return suspend_as_handle(inner, h);
-    } catch (...) {
-      suspended = false;  // resumed here, with the exception
-      if (c->private_)
-        c->enter_private();
-      else
-        c->enter_waiting();
-      throw;
-    }
+    return suspend_other<P, R>(h);
   }
+
+  // The chain's mode says whether the suspension left the context (and, for
+  // a shared chain, whether the resumer entered it again).
   decltype(auto) await_resume() {
-    if (suspended) {
-      suspended = false;
-      chain_state* const c = chain;
-      if (c->private_)
-        c->enter_private();
-      else if (!c->inside)
-        c->enter_waiting();  // resumed directly (typed-handle awaitable)
-      else if (error)
-        std::rethrow_exception(std::exchange(error, nullptr));
+    chain_state* const c = chain;
+    if (c != nullptr) {
+      if (CTXVARS_LIKELY(c->mode == chain_state::private_out))
+        c->enter_private();  // the common case: we left at the suspension
+      else if (CTXVARS_UNLIKELY(c->mode != chain_state::private_in))
+        resume_other(c);
     }
     return inner.await_resume();
+  }
+
+ private:
+  // No chain (awaited outside any task), a chain not yet inside (a spawned
+  // task's first hop), or a shared context.
+  template <class P, class R>
+  CTXVARS_NOINLINE suspend_result_t<R> suspend_other(std::coroutine_handle<P> h) {
+    chain_state* const c = chain;
+    if (c == nullptr || c->is_private()) return forward_suspend<R>(inner, h);  // private_out: nothing to leave
+    c->leave();
+    if constexpr (takes_any_handle) {
+      // The resumption goes through the resumer, which waits (off-thread, by
+      // re-posting) until the context is free, then enters it.
+      c->parked = h;
+      const std::coroutine_handle<> r = c->resume.handle();
+      try {
+        if constexpr (std::is_void_v<R>) {
+          inner.await_suspend(r);
+          return true;
+        } else if constexpr (std::is_same_v<R, bool>) {
+          if (inner.await_suspend(r)) return true;
+          return continue_here(c, r);  // declined to suspend
+        } else {
+          return inner.await_suspend(r);
+        }
+      } catch (...) {
+        c->error = std::current_exception();  // rethrown once inside again
+      }
+      // inner.await_suspend threw: the task is ours to resume, inside.
+      if constexpr (std::is_same_v<suspend_result_t<R>, bool>)
+        return continue_here(c, r);
+      else
+        return r;
+    } else {
+      // A typed-handle awaitable: it resumes the task itself (see enter_waiting).
+      try {
+        return forward_suspend<R>(inner, h);
+      } catch (...) {
+        c->enter_waiting();
+        throw;
+      }
+    }
+  }
+  // The task was not handed over: go on at once if the context is still free
+  // (it nearly always is: we left it a moment ago), else let the resumer wait
+  // for it. Returns await_suspend's answer.
+  static bool continue_here(chain_state* c, std::coroutine_handle<> r) {
+    if (c->try_enter()) return false;  // resume now, inside
+    r.resume();
+    return true;
+  }
+  CTXVARS_NOINLINE static void resume_other(chain_state* c) {
+    switch (c->mode) {
+      case chain_state::private_out:
+        c->enter_private();
+        break;
+      case chain_state::shared_out:
+        c->enter_waiting();  // resumed directly (typed-handle awaitable)
+        break;
+      default:  // shared_in: the resumer entered
+        if (c->error) std::rethrow_exception(std::exchange(c->error, nullptr));
+    }
   }
 };
 
@@ -312,7 +378,7 @@ class promise_base {
     } else if constexpr (std::is_same_v<plain, enter_chain>) {
       struct enter {
         chain_state* c;
-        bool await_ready() const noexcept { return c->inside || c->try_enter(); }
+        bool await_ready() const noexcept { return c->inside() || c->try_enter(); }
         std::coroutine_handle<> await_suspend(std::coroutine_handle<> h) const noexcept {
           c->parked = h;
           return c->resume.handle();
