@@ -798,4 +798,82 @@ TEST(Task, UserDestructorsRunningWhileATaskIsFreedMayUseItsHandle) {
   g_handle = nullptr;
 }
 
+
+// Schedulers of every shape: schedule() returning an awaiter, an awaitable
+// with operator co_await, or one that never suspends (runs inline).
+struct indirect_scheduler {
+  thread_pool& p;
+  auto schedule() {
+    struct awaitable {
+      thread_pool* p;
+      auto operator co_await() const { return p->schedule(); }
+    };
+    return awaitable{&p};
+  }
+};
+struct inline_scheduler {
+  std::suspend_never schedule() const noexcept { return {}; }
+};
+
+TEST(Task, EveryShapeOfSchedulerWorksForTasksSharingABusyContext) {
+  thread_pool pool(2);
+  indirect_scheduler ind{pool};
+  inline_scheduler inl;
+  context c;
+  auto bump = [](thread_pool& p) -> task<int> {
+    co_await p.schedule();
+    (void)hits.set(hits.get() + 1);
+    co_return hits.get();
+  };
+  std::optional<spawned<int>> a, b;
+  std::atomic<bool> release{false};
+  std::thread holder;
+  {
+    std::atomic<bool> inside{false};
+    holder = std::thread([&] {
+      c.run([&] {
+        inside = true;
+        while (!release.load()) std::this_thread::yield();
+      });
+    });
+    while (!inside.load()) std::this_thread::yield();
+  }
+  a.emplace(spawn(ind, c, bump(pool)));  // c is busy: both wait their turn
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    release = true;
+  });
+  b.emplace(spawn(inl, c, bump(pool)));  // inline: waits here, holding nothing of c
+  const int ra = a->get(), rb = b->get();
+  holder.join();
+  releaser.join();
+  EXPECT_EQ(ra + rb, 3) << "the two increments were serialised in c";
+  EXPECT_EQ(c.get(hits), 2);
+}
+
+// Copy-only (no move constructor): the copy that throws fails the task.
+struct copy_only {
+  static inline std::atomic<int> budget{1 << 30};
+  int v;
+  explicit copy_only(int x) : v(x) {}
+  copy_only(const copy_only& o) : v(o.v) {
+    if (budget.fetch_sub(1) <= 0) throw move_failed();
+  }
+  copy_only& operator=(const copy_only&) = delete;
+};
+
+TEST(Task, AThrowingCopyOfACopyOnlyResultFailsTheTask) {
+  thread_pool pool(1);
+  auto make = [](int i) -> task<copy_only> { co_return copy_only(i); };
+  for (int b = 0; b < 6; ++b) {
+    copy_only::budget = b;
+    try {
+      EXPECT_EQ(spawn(pool, make(b)).get().v, b);
+    } catch (const move_failed&) {
+    }
+    copy_only::budget = 1 << 30;
+  }
+  EXPECT_EQ(sync_wait(make(7)).v, 7);
+}
+
 }  // namespace

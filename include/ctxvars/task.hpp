@@ -168,8 +168,10 @@ resumer make_resumer(chain_state& chain, Schedule schedule) {
       std::this_thread::yield();
       try {
         auto aw = schedule();
-        if (aw.await_ready()) continue;  // an inline scheduler: retry here
-        co_await aw;
+        if constexpr (requires { aw.await_ready(); }) {
+          if (aw.await_ready()) continue;  // an inline scheduler: retry here
+        }
+        co_await std::move(aw);
       } catch (...) {
         // Could not re-post (std::bad_alloc): retry on this thread.
       }
