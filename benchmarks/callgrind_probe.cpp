@@ -2,6 +2,9 @@
 // a noisy machine): `callgrind_probe OP N` runs OP N times; the script runs it
 // with N and 0 and divides the difference by N.
 #include <ctxvars/ctxvars.hpp>
+#include <ctxvars/task.hpp>
+
+#include <coroutine>
 
 #include <cstdio>
 #include <cstdlib>
@@ -13,11 +16,45 @@
 namespace {
 constinit thread_local int* tl_ptr = nullptr;
 volatile int sink;
+
+// task_resume / bare_resume: N resumptions of one coroutine through a queue
+// drained on this thread (the same loop as coro_bench's BM_Task_Resume).
+struct loop {
+  std::vector<std::coroutine_handle<>> q;
+  auto schedule() {
+    struct aw {
+      loop* l;
+      bool await_ready() const noexcept { return false; }
+      void await_suspend(std::coroutine_handle<> h) const { l->q.push_back(h); }
+      void await_resume() const noexcept {}
+    };
+    return aw{this};
+  }
+  void run() {
+    for (std::size_t i = 0; i < q.size(); ++i) q[i].resume();
+    q.clear();
+  }
+};
+struct bare {
+  struct promise_type {
+    bare get_return_object() { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() { std::terminate(); }
+  };
+};
+bare bare_yielder(loop& l, long k) {
+  for (long i = 0; i < k; ++i) co_await l.schedule();
+}
+ctxvars::task<void> task_yielder(loop& l, long k) {
+  for (long i = 0; i < k; ++i) co_await l.schedule();
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s get|get_default|set_reset|set_reset_base|copy|run|tl VARS N\n", argv[0]);
+    std::fprintf(stderr, "usage: %s get|get_default|set_reset|set_reset_base|copy|run|tl|task_resume|bare_resume VARS N\n", argv[0]);
     return 2;
   }
   const std::string op = argv[1];
@@ -33,6 +70,19 @@ int main(int argc, char** argv) {
   int x = 1;
   tl_ptr = &x;
   ctxvars::context c;
+  if (op == "task_resume" || op == "bare_resume") {
+    loop l;
+    l.q.reserve(static_cast<std::size_t>(n) + 8);
+    if (op == "bare_resume") {
+      bare_yielder(l, n);
+      l.run();
+    } else {
+      auto s = ctxvars::spawn(l, task_yielder(l, n));
+      l.run();
+      s.get();
+    }
+    return 0;
+  }
   if (op == "set_reset_base") {
     fill();
     for (long i = 0; i < n; ++i) {
