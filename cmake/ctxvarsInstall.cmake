@@ -12,7 +12,7 @@
 # Adapters are header-only and need their Asio's headers on the consumer's side. The
 # include directory found here is recorded in ctxvarsConfig.cmake as a hint; the consumer
 # re-finds the header there or in its own search paths (CTXVARS_ASIO_INCLUDE_DIR,
-# CTXVARS_BOOST_INCLUDE_DIR override), so an installed package never points at a
+# CTXVARS_BOOST_ASIO_INCLUDE_DIR override), so an installed package never points at a
 # directory that is gone.
 
 set(CTXVARS_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/ctxvars"

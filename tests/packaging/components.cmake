@@ -74,11 +74,29 @@ foreach(c asio boost_asio)
   # Installed, and found: only what is asked for is loaded.
   probe(${c}-found ${PREFIX} ok "REQUIRED COMPONENTS ${c}"
         MATCH "probe: has ctxvars::ctxvars" "probe: has ctxvars::${c}")
+  # The consumer's own copy of the headers, given by hand, is the one used.
+  string(TOUPPER "${c}" C)
+  file(WRITE ${BIN}/own-${c}/${header} "")
+  file(WRITE ${BIN}/own-${c}/boost/version.hpp "#define BOOST_VERSION 108100\n")
+  probe(${c}-own-headers ${PREFIX} ok "REQUIRED COMPONENTS ${c}" DEFS -DCTXVARS_${C}_INCLUDE_DIR=${BIN}/own-${c}
+        MATCH "probe: ctxvars::${c} includes [^ ]*;${BIN}/own-${c}")
   # Installed, but the consumer's machine lacks the adapter's Asio.
   probe(${c}-headers-missing ${PREFIX} fail "REQUIRED COMPONENTS ${c}"
         DEFS "-DCMAKE_IGNORE_PATH=${IGNORE}" -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
         MATCH "${intro} needs <${header}>, which was not found" "Install ${debian}")
 endforeach()
+if("asio" IN_LIST AVAILABLE AND "boost_asio" IN_LIST AVAILABLE)
+  probe(asio-then-all ${PREFIX} ok "REQUIRED COMPONENTS asio" DEFS "-DPROBE_ARGS2=REQUIRED COMPONENTS asio boost_asio"
+        MATCH "probe: has ctxvars::asio" "probe: has ctxvars::boost_asio" "ctxvars_FOUND=1")
+endif()
+if("boost_asio" IN_LIST AVAILABLE)
+  # A Boost too old for Boost.Asio's coroutines.
+  file(WRITE ${BIN}/old-boost/boost/asio.hpp "")
+  file(WRITE ${BIN}/old-boost/boost/version.hpp "#define BOOST_VERSION 106700\n")
+  probe(boost_asio-too-old ${PREFIX} fail "REQUIRED COMPONENTS boost_asio"
+        DEFS -DCTXVARS_BOOST_ASIO_INCLUDE_DIR=${BIN}/old-boost
+        MATCH "component \"boost_asio\" .* needs Boost 1\\.74 or later; .*BOOST_VERSION 106700")
+endif()
 probe(unknown-component ${PREFIX} fail "REQUIRED COMPONENTS asio_typo"
       MATCH "ctxvars has no component \"asio_typo\" \\(it has: asio, boost_asio\\)")
 set(expect_all "probe: has ctxvars::ctxvars")
