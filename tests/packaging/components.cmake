@@ -79,7 +79,7 @@ foreach(c asio boost_asio)
   file(WRITE ${BIN}/own-${c}/${header} "")
   file(WRITE ${BIN}/own-${c}/boost/version.hpp "#define BOOST_VERSION 108100\n")
   probe(${c}-own-headers ${PREFIX} ok "REQUIRED COMPONENTS ${c}" DEFS -DCTXVARS_${C}_INCLUDE_DIR=${BIN}/own-${c}
-        MATCH "probe: ctxvars::${c} includes [^ ]*;${BIN}/own-${c}")
+        MATCH "probe: ctxvars::${c} includes [^ ]*${BIN}/own-${c}")
   # Installed, but the consumer's machine lacks the adapter's Asio.
   probe(${c}-headers-missing ${PREFIX} fail "REQUIRED COMPONENTS ${c}"
         DEFS "-DCMAKE_IGNORE_PATH=${IGNORE}" -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
