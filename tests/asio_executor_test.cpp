@@ -198,17 +198,22 @@ TEST(AsioWaiting, TasksSpawningIntoEachOthersContextsDoNotLivelock) {
     auto cross = [](ctxvars::context other, int v) -> awaitable<void> {
       auto ex = co_await net::this_coro::executor;
       for (int i = 0; i < 300; ++i) {
+        // Hold this context a moment, so that the other task's inline first
+        // step finds it busy while this one tries to enter the other's.
+        const auto until = std::chrono::steady_clock::now() + 20us;
+        while (std::chrono::steady_clock::now() < until) {
+        }
         cx::co_spawn(ex, other, touch(v), net::detached);
         co_await net::post(ex, use_awaitable);
       }
     };
     auto f1 = cx::co_spawn(io, c1, cross(c2, 2), net::use_future);
     auto f2 = cx::co_spawn(io, c2, cross(c1, 1), net::use_future);
-    std::thread t([&] { io.run(); });
-    io.run();
-    t.join();
+    std::thread t1([&] { io.run(); }), t2([&] { io.run(); });
     get_or_die(f1, "task in c1");
     get_or_die(f2, "task in c2");
+    t1.join();
+    t2.join();
     EXPECT_EQ(c1.get(rid), 1);
     EXPECT_EQ(c2.get(rid), 2);
     EXPECT_FALSE(c1.entered());
