@@ -128,7 +128,7 @@ class step_scope {
   // Makes c current. false: c is busy and this thread holds another context,
   // so the step must not wait here (the caller re-posts it); nothing changed.
   bool begin(context_impl* c) noexcept {
-    thread_state& st = tls;
+    thread_state& st = this_thread_state();
     if (st.current == c) return true;  // already current: a dispatch completing inline
     if (c->entered_by_this_thread()) {
       // Entered further down this thread's stack (a step of another task was
