@@ -6,6 +6,7 @@
 #include <ctxvars/ctxvars.hpp>
 #include <ctxvars/detail/hamt/trie.hpp>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +27,7 @@ class pyref {
     return pyref(o);
   }
   static pyref borrow(const py::handle& h) noexcept { return borrow(h.ptr()); }
+  static pyref steal(PyObject* o) noexcept { return pyref(o); }
   pyref(const pyref& o) noexcept : p_(o.p_) { Py_XINCREF(p_); }
   pyref(pyref&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
   pyref& operator=(pyref o) noexcept {
@@ -73,28 +75,201 @@ std::string address_of(const void* p) {
   return buf;
 }
 
+// ---- Access to pybind11 instances ---------------------------------------------------
+
+// The C++ object inside a pybind11 instance of a simple (single, non-polymorphic) type,
+// or nullptr if it was never built: the garbage collector may visit an instance whose
+// __init__ never ran (Context.__new__(Context), or __init__ raised).
+template <class T>
+T* built(PyObject* self) noexcept {
+  auto* inst = reinterpret_cast<py::detail::instance*>(self);
+  if (!inst->simple_layout || !inst->simple_holder_constructed) return nullptr;
+  return static_cast<T*>(inst->simple_value_holder[0]);
+}
+
+// The layout of CPython 3.11's Context object (Include/internal/pycore_context.h): the
+// module reads `ctx_vars` to learn whether another stdlib context shares this one's
+// mapping (a copy was taken since).
+struct stdlib_context_layout {
+  PyObject_HEAD
+  PyObject* ctx_prev;
+  PyObject* ctx_vars;
+  PyObject* ctx_weakreflist;
+  int ctx_entered;
+};
+static_assert(PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000,
+              "stdlib_context_layout mirrors CPython 3.11");
+PyObject* vars_of(PyObject* stdlib_ctx) noexcept {
+  return reinterpret_cast<stdlib_context_layout*>(stdlib_ctx)->ctx_vars;
+}
+
+// Visits the Python objects held by entries that only `c` holds (see "Garbage
+// collection" in docs/python.md).
+int visit_context(const ctxvars::context& c, visitproc visit, void* arg) {
+  auto* impl = ctxvars::detail::context_access::impl(c);
+  if (impl->entered()) return 0;  // a running context is reachable anyway
+  return impl->map.for_each_owned([&](const auto& e) -> int {
+    const ctxvars::detail::box_base* b = e.value.get();
+    if (b->refs.load(std::memory_order_acquire) != 1) return 0;
+    if (*b->info->type != typeid(py_entry)) return 0;
+    const py_entry& pe = ctxvars::detail::box_value<py_entry>(b);
+    Py_VISIT(pe.var.get());
+    Py_VISIT(pe.value.get());
+    return 0;
+  });
+}
+
+// ---- Which ctxvars context is current: the carrier ------------------------------------
+//
+// Values live in ctxvars contexts. Python's own context machinery is used only to
+// learn which one is current: one stdlib ContextVar, the carrier, holds a Binding —
+// a handle to the ctxvars context of the running stdlib context. asyncio copies the
+// stdlib context for every task and callback, so the copy shares the Binding; the
+// first write in a stdlib context that does not own the Binding copies the ctxvars
+// context (O(1)) and binds the copy in the current stdlib context (copy on first
+// write). The owner writes in place while nobody shares its stdlib mapping; once a
+// copy of its stdlib context exists (the mapping's reference count is above 1, or
+// the mapping changed), its next write first freezes the shared Binding on a
+// snapshot — exactly the state the copies were taken from — and binds its own
+// context again under a fresh Binding, so the copies never see later writes.
+
+struct Binding {
+  ctxvars::context ctx;
+  pyref owner;  // weak reference to the owning stdlib context; null: frozen
+  pyref vars;   // weak reference to the owner's stdlib mapping right after binding
+  bool owns_ctx = true;  // no other handle names ctx (garbage collection may visit it)
+};
+
+PyObject* carrier = nullptr;       // the stdlib ContextVar (never released)
+PyTypeObject* binding_type = nullptr;
+
+// The Binding of the current stdlib context (new reference), or nullptr.
+PyObject* current_binding() {
+  PyObject* b = nullptr;
+  if (PyContextVar_Get(carrier, nullptr, &b) < 0) throw py::error_already_set();
+  return b;
+}
+
+PyObject* weak_target(const pyref& w) noexcept { return w.get() ? PyWeakref_GET_OBJECT(w.get()) : nullptr; }
+
+bool owned_here(const Binding& b, PyObject* stdlib_ctx) noexcept {
+  return b.owner.get() && stdlib_ctx && weak_target(b.owner) == stdlib_ctx;
+}
+
+// The current stdlib context (borrowed), created if this thread has none yet.
+PyObject* current_stdlib_context() {
+  PyThreadState* ts = PyThreadState_Get();
+  if (!ts->context) {
+    PyObject* c = PyContext_CopyCurrent();  // creates the thread's context
+    if (!c) throw py::error_already_set();
+    Py_DECREF(c);
+  }
+  return ts->context;
+}
+
+// Binds `c` in the current stdlib context and returns the new Binding (borrowed:
+// the stdlib context holds it).
+Binding& bind_here(ctxvars::context c, bool owns_ctx) {
+  PyObject* here = current_stdlib_context();
+  py::object obj = py::cast(Binding{std::move(c), {}, {}, owns_ctx});
+  Binding& b = *built<Binding>(obj.ptr());
+  PyObject* w = PyWeakref_NewRef(here, nullptr);
+  if (!w) throw py::error_already_set();
+  b.owner = pyref::steal(w);
+  PyObject* tok = PyContextVar_Set(carrier, obj.ptr());
+  if (!tok) throw py::error_already_set();
+  Py_DECREF(tok);
+  w = PyWeakref_NewRef(vars_of(here), nullptr);
+  if (!w) throw py::error_already_set();
+  b.vars = pyref::steal(w);
+  return b;  // kept alive by the stdlib context's mapping
+}
+
+// The ctxvars context to read in the current stdlib context (empty handle: none yet).
+const Binding* readable_binding(pyref& keep) {
+  PyObject* b = current_binding();
+  keep = pyref::steal(b);
+  return b ? built<Binding>(b) : nullptr;
+}
+
+// The ctxvars context the current stdlib context writes to, bound on first write.
+ctxvars::context& writable() {
+  PyObject* here_obj = nullptr;
+  PyObject* bobj = current_binding();
+  here_obj = current_stdlib_context();
+  pyref keep = pyref::steal(bobj);
+  Binding* b = bobj ? built<Binding>(bobj) : nullptr;
+  if (b && owned_here(*b, here_obj)) {
+    PyObject* vars = vars_of(here_obj);
+    if (weak_target(b->vars) == vars && Py_REFCNT(vars) == 1) return b->ctx;
+    // A copy of this stdlib context may share `b`: freeze it on a snapshot.
+    ctxvars::context mine = b->ctx;
+    const bool owns = b->owns_ctx;
+    ctxvars::context snap = mine.copy();
+    Binding& fresh = bind_here(mine, owns);
+    b->ctx = std::move(snap);
+    b->owns_ctx = true;
+    b->owner = pyref();
+    b->vars = pyref();
+    return fresh.ctx;
+  }
+  return bind_here(b ? b->ctx.copy() : ctxvars::context(), true).ctx;
+}
+
+// Makes `c` the calling thread's current ctxvars context for a scope. The thread
+// owns the stdlib context bound to `c` (only it writes there), so no entering is
+// needed: the switch only keeps the core's lookup cache coherent.
+class current_scope {
+ public:
+  explicit current_scope(const ctxvars::context& c) noexcept
+      : impl_(ctxvars::detail::context_access::impl(c)) {
+    ctxvars::detail::thread_state& st = ctxvars::detail::tls;
+    switched_ = st.current != impl_;
+    if (switched_) rec_ = ctxvars::detail::switch_to(st, impl_);
+  }
+  current_scope(const current_scope&) = delete;
+  current_scope& operator=(const current_scope&) = delete;
+  ~current_scope() {
+    if (switched_) ctxvars::detail::switch_back(ctxvars::detail::tls, impl_, rec_);
+  }
+
+ private:
+  ctxvars::detail::context_impl* impl_;
+  ctxvars::detail::switch_record rec_{};
+  bool switched_;
+};
+
 // ---- ContextVar / Token --------------------------------------------------------------
+
+// The name the C++ core keeps (for its own messages): UTF-8, lone surrogates escaped.
+std::string utf8_name(PyObject* name) {
+  PyObject* b = PyUnicode_AsEncodedString(name, "utf-8", "backslashreplace");
+  if (!b) throw py::error_already_set();
+  std::string s(PyBytes_AS_STRING(b), static_cast<std::size_t>(PyBytes_GET_SIZE(b)));
+  Py_DECREF(b);
+  return s;
+}
 
 struct ContextVar {
   ctxvars::context_var<py_entry> var;
-  std::string name;
+  pyref name;      // the str (or str subclass) object given, kept as is
   pyref default_;  // null: no default
-  PyObject* self = nullptr;  // the Python object wrapping this (borrowed)
 
-  ContextVar(std::string n, pyref d) : var(n), name(std::move(n)), default_(std::move(d)) {}
+  ContextVar(pyref n, pyref d) : var(utf8_name(n.get())), name(std::move(n)), default_(std::move(d)) {}
 };
 
 struct Token {
-  ctxvars::token<py_entry> tok;
+  std::optional<ctxvars::token<py_entry>> tok;  // empty once cleared by the collector
   pyref var;  // the Python ContextVar
   pyref old;  // the old value, or Token.MISSING
+  bool used() const noexcept { return !tok || tok->used(); }
 };
 
-std::string contextvar_repr(const ContextVar& v) {
-  std::string r = "<ContextVar name=" + repr_of(py::str(v.name).ptr());
+std::string contextvar_repr(const ContextVar& v, PyObject* self) {
+  std::string r = "<ContextVar name=" + repr_of(v.name.get());
   if (v.default_.get()) {
     // Recursion guard: a default that contains the variable itself prints "...".
-    const int rec = Py_ReprEnter(v.self);
+    const int rec = Py_ReprEnter(self);
     if (rec < 0) throw py::error_already_set();
     if (rec > 0) {
       r += " default=...";
@@ -102,17 +277,17 @@ std::string contextvar_repr(const ContextVar& v) {
       try {
         r += " default=" + repr_of(v.default_.get());
       } catch (...) {
-        Py_ReprLeave(v.self);
+        Py_ReprLeave(self);
         throw;
       }
-      Py_ReprLeave(v.self);
+      Py_ReprLeave(self);
     }
   }
-  return r + " at " + address_of(v.self) + ">";
+  return r + " at " + address_of(self) + ">";
 }
 
 std::string token_repr(const Token& t, PyObject* self) {
-  return std::string("<Token") + (t.tok.used() ? " used" : "") + " var=" + repr_of(t.var.get()) + " at " +
+  return std::string("<Token") + (t.used() ? " used" : "") + " var=" + repr_of(t.var.get()) + " at " +
          address_of(self) + ">";
 }
 
@@ -124,9 +299,17 @@ ContextVar& as_var(py::handle key) {
 
 // ---- Context --------------------------------------------------------------------------
 
+// A ctxvars context paired with the stdlib context it runs under: `run` enters both,
+// so that tasks and callbacks created inside copy a stdlib context bound to `ctx`.
 struct Context {
   ctxvars::context ctx;
+  pyref stdlib;  // null only after the collector cleared it
 };
+
+Context make_context(ctxvars::context c, PyObject* stdlib_ctx_new_ref) {
+  if (!stdlib_ctx_new_ref) throw py::error_already_set();
+  return Context{std::move(c), pyref::steal(stdlib_ctx_new_ref)};
+}
 
 // The (var, value) pairs of a context that Python variables put there.
 std::vector<std::pair<py::object, py::object>> items_of(const ctxvars::context& c) {
@@ -134,6 +317,13 @@ std::vector<std::pair<py::object, py::object>> items_of(const ctxvars::context& 
   for (auto e : c)
     if (const py_entry* p = e.get_if<py_entry>()) out.emplace_back(p->var.object(), p->value.object());
   return out;
+}
+
+// A copy of the current ctxvars context (copy_context()).
+ctxvars::context copy_current() {
+  pyref keep;
+  const Binding* b = readable_binding(keep);
+  return b ? b->ctx.copy() : ctxvars::context();
 }
 
 // ---- hamt ----------------------------------------------------------------------------
@@ -202,8 +392,60 @@ bool hamt_equal(const py_trie& a, const py_trie& b) {
 PYBIND11_MODULE(ctxvars, m) {
   m.doc() = "Python's contextvars, implemented on the ctxvars C++ library";
 
+  // ---- the carrier and the Binding type ----
+  carrier = PyContextVar_New("ctxvars._binding", nullptr);
+  if (!carrier) throw py::error_already_set();
+  py::class_<Binding> binding(m, "_Binding", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+                                auto* type = &heap_type->ht_type;
+                                type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+                                type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
+                                  Py_VISIT(Py_TYPE(self));
+                                  const Binding* b = built<Binding>(self);
+                                  if (!b || !b->owns_ctx) return 0;
+                                  return visit_context(b->ctx, visit, arg);
+                                };
+                                type->tp_clear = [](PyObject* self) -> int {
+                                  if (Binding* b = built<Binding>(self)) {
+                                    ctxvars::context dropped = b->ctx;
+                                    b->ctx = ctxvars::context();
+                                  }
+                                  return 0;
+                                };
+                              }));
+  binding_type = reinterpret_cast<PyTypeObject*>(binding.ptr());
+
   // ---- Token ----
-  py::class_<Token> token(m, "Token", py::is_final());
+  py::class_<Token> token(m, "Token", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+                            auto* type = &heap_type->ht_type;
+                            type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+                            type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
+                              Py_VISIT(Py_TYPE(self));
+                              const Token* t = built<Token>(self);
+                              if (!t) return 0;
+                              Py_VISIT(t->var.get());
+                              Py_VISIT(t->old.get());
+                              if (t->tok) {
+                                // The token's own copy of the old entry.
+                                if (const auto& o = t->tok->old_value()) {
+                                  Py_VISIT(o->var.get());
+                                  Py_VISIT(o->value.get());
+                                }
+                              }
+                              return 0;
+                            };
+                            type->tp_clear = [](PyObject* self) -> int {
+                              if (Token* t = built<Token>(self)) {
+                                std::optional<ctxvars::token<py_entry>> tok = std::move(t->tok);
+                                t->tok.reset();
+                                pyref var = std::move(t->var), old = std::move(t->old);
+                              }
+                              return 0;
+                            };
+                          }));
+  token.def(py::init([](py::args, py::kwargs) -> Token* {
+    PyErr_SetString(PyExc_RuntimeError, "Tokens can only be created by ContextVars");
+    throw py::error_already_set();
+  }));
   struct missing_t {};
   py::class_<missing_t>(token, "_Missing", py::is_final())
       .def("__repr__", [](const missing_t&) { return "<Token.MISSING>"; });
@@ -214,28 +456,57 @@ PYBIND11_MODULE(ctxvars, m) {
       .def("__repr__", [](py::object self) { return token_repr(self.cast<const Token&>(), self.ptr()); });
   token.attr("__class_getitem__") = py::module_::import("builtins").attr("classmethod")(
       py::module_::import("types").attr("GenericAlias"));
+  token.attr("__hash__") = py::none();
 
   // ---- ContextVar ----
-  py::class_<ContextVar> var(m, "ContextVar", py::is_final());
+  py::class_<ContextVar> var(m, "ContextVar", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+                               auto* type = &heap_type->ht_type;
+                               type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+                               type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
+                                 Py_VISIT(Py_TYPE(self));
+                                 const ContextVar* v = built<ContextVar>(self);
+                                 if (!v) return 0;
+                                 Py_VISIT(v->name.get());
+                                 Py_VISIT(v->default_.get());
+                                 return 0;
+                               };
+                               type->tp_clear = [](PyObject* self) -> int {
+                                 if (ContextVar* v = built<ContextVar>(self)) {
+                                   pyref d = std::move(v->default_);
+                                 }
+                                 return 0;
+                               };
+                             }));
   var.def(py::init([](py::args args, py::kwargs kwargs) {
         if (args.size() != 1)
           throw py::type_error("ContextVar() takes exactly 1 positional argument (" +
                                std::to_string(args.size()) + " given)");
-        if (!py::isinstance<py::str>(args[0])) throw py::type_error("context variable name must be a str");
+        if (!PyUnicode_Check(args[0].ptr())) throw py::type_error("context variable name must be a str");
         pyref dflt;
         for (auto kv : kwargs) {
           if (kv.first.cast<std::string>() != "default")
             throw py::type_error("'" + kv.first.cast<std::string>() + "' is an invalid keyword argument for ContextVar()");
           dflt = pyref::borrow(kv.second);
         }
-        return new ContextVar(args[0].cast<std::string>(), std::move(dflt));
+        return new ContextVar(pyref::borrow(args[0]), std::move(dflt));
       }))
-      .def_property_readonly("name", [](const ContextVar& v) { return v.name; })
+      .def_property_readonly("name", [](const ContextVar& v) { return v.name.object(); })
       .def("get",
            [](py::object self, py::args args) -> py::object {
-             ContextVar& v = self.cast<ContextVar&>();
+             ContextVar& v = *built<ContextVar>(self.ptr());
              if (args.size() > 1) throw py::type_error("get expected at most 1 argument, got " + std::to_string(args.size()));
-             if (const py_entry* e = v.var.peek()) return e->value.object();
+             pyref keep;
+             if (const Binding* b = readable_binding(keep)) {
+               const auto id = v.var.id();
+               if (owned_here(*b, PyThreadState_Get()->context)) {
+                 // Only this thread writes the context it owns: no snapshot needed.
+                 auto* impl = ctxvars::detail::context_access::impl(b->ctx);
+                 if (const ctxvars::detail::box_ptr* p = impl->map.find(id, id))
+                   return ctxvars::detail::box_value<py_entry>(p->get()).value.object();
+               } else if (auto e = b->ctx.get(v.var)) {
+                 return e->value.object();
+               }
+             }
              if (args.size() == 1) return py::reinterpret_borrow<py::object>(args[0]);
              if (v.default_.get()) return v.default_.object();
              PyErr_SetObject(PyExc_LookupError, self.ptr());
@@ -243,34 +514,35 @@ PYBIND11_MODULE(ctxvars, m) {
            })
       .def("set",
            [](py::object self, py::object value) {
-             ContextVar& v = self.cast<ContextVar&>();
+             ContextVar& v = *built<ContextVar>(self.ptr());
+             ctxvars::context& c = writable();
+             current_scope cur(c);
              auto t = v.var.set(py_entry{pyref::borrow(self), pyref::borrow(value)});
              pyref old = t.old_value() ? t.old_value()->value : pyref::borrow(missing_sentinel);
              return Token{std::move(t), pyref::borrow(self), std::move(old)};
            })
-      .def("__repr__", [](py::object self) {
-        ContextVar& v = self.cast<ContextVar&>();
-        v.self = self.ptr();
-        return contextvar_repr(v);
-      });
+      .def("__repr__", [](py::object self) { return contextvar_repr(*built<ContextVar>(self.ptr()), self.ptr()); });
   var.attr("__class_getitem__") = py::module_::import("builtins").attr("classmethod")(
       py::module_::import("types").attr("GenericAlias"));
   // reset, with CPython's exact exception types and messages.
   var.attr("reset") = py::cpp_function(
       [](py::object self, py::object tok) {
-        ContextVar& v = self.cast<ContextVar&>();
-        if (!py::isinstance<Token>(tok))
-          throw py::type_error("expected an instance of Token, got '" + std::string(Py_TYPE(tok.ptr())->tp_name) +
-                               "'");
+        ContextVar& v = *built<ContextVar>(self.ptr());
+        if (!py::isinstance<Token>(tok)) {
+          PyErr_Format(PyExc_TypeError, "expected an instance of Token, got %R", tok.ptr());
+          throw py::error_already_set();
+        }
         Token& t = tok.cast<Token&>();
-        if (t.tok.used()) {
+        if (t.used()) {
           PyErr_SetString(PyExc_RuntimeError, (token_repr(t, tok.ptr()) + " has already been used once").c_str());
           throw py::error_already_set();
         }
         if (t.var.get() != self.ptr())
           throw py::value_error(token_repr(t, tok.ptr()) + " was created by a different ContextVar");
+        ctxvars::context& c = writable();
+        current_scope cur(c);
         try {
-          v.var.reset(t.tok);
+          v.var.reset(*t.tok);
         } catch (const ctxvars::foreign_token_error&) {
           throw py::value_error(token_repr(t, tok.ptr()) + " was created in a different Context");
         }
@@ -284,47 +556,65 @@ PYBIND11_MODULE(ctxvars, m) {
                                 auto* type = &heap_type->ht_type;
                                 type->tp_flags |= Py_TPFLAGS_HAVE_GC;
                                 type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
-                                  auto& c = py::cast<Context&>(py::handle(self));
-                                  auto* impl = ctxvars::detail::context_access::impl(c.ctx);
-                                  if (impl->entered()) return 0;  // a running context is reachable anyway
-                                  return impl->map.for_each_owned([&](const auto& e) -> int {
-                                    const ctxvars::detail::box_base* b = e.value.get();
-                                    if (b->refs.load(std::memory_order_acquire) != 1) return 0;
-                                    if (*b->info->type != typeid(py_entry)) return 0;
-                                    const py_entry& pe = ctxvars::detail::box_value<py_entry>(b);
-                                    Py_VISIT(pe.var.get());
-                                    Py_VISIT(pe.value.get());
-                                    return 0;
-                                  });
+                                  Py_VISIT(Py_TYPE(self));
+                                  const Context* c = built<Context>(self);
+                                  if (!c) return 0;
+                                  Py_VISIT(c->stdlib.get());
+                                  return visit_context(c->ctx, visit, arg);
                                 };
                                 type->tp_clear = [](PyObject* self) -> int {
-                                  auto& c = py::cast<Context&>(py::handle(self));
-                                  ctxvars::context dropped = c.ctx;
-                                  c.ctx = ctxvars::context();
+                                  if (Context* c = built<Context>(self)) {
+                                    ctxvars::context dropped = c->ctx;
+                                    c->ctx = ctxvars::context();
+                                    pyref s = std::move(c->stdlib);
+                                  }
                                   return 0;
                                 };
                               }));
   context
       .def(py::init([](py::args args, py::kwargs kwargs) {
         if (args.size() || kwargs.size()) throw py::type_error("Context() does not accept any arguments");
-        return new Context{ctxvars::context()};
+        return new Context(make_context(ctxvars::context(), PyContext_New()));
       }))
       .def("run",
            [](py::object self, py::args args, py::kwargs kwargs) -> py::object {
-             Context& c = self.cast<Context&>();
+             Context& c = *built<Context>(self.ptr());
              if (args.size() == 0) throw py::type_error("run() missing 1 required positional argument");
              py::object fn = args[0];
              py::tuple rest(args.size() - 1);
              for (std::size_t i = 1; i < args.size(); ++i) rest[i - 1] = args[i];
+             if (!c.stdlib.get()) throw py::type_error("this Context was cleared by the garbage collector");
              try {
-               return c.ctx.run([&] { return fn(*rest, **kwargs); });
+               return c.ctx.run([&]() -> py::object {
+                 PyObject* s = c.stdlib.get();
+                 if (PyContext_Enter(s) < 0) throw py::error_already_set();
+                 struct exit_guard {
+                   PyObject* s;
+                   ~exit_guard() {
+                     // Keep an exception raised by the call: PyContext_Exit cannot fail here.
+                     PyObject *t, *v, *tb;
+                     PyErr_Fetch(&t, &v, &tb);
+                     PyContext_Exit(s);
+                     PyErr_Restore(t, v, tb);
+                   }
+                 } g{s};
+                 // Bind ctx in its stdlib context unless it already is.
+                 pyref keep;
+                 const Binding* b = readable_binding(keep);
+                 if (!b || !(b->ctx == c.ctx) || !owned_here(*b, s)) bind_here(c.ctx, false);
+                 return fn(*rest, **kwargs);
+               });
              } catch (const ctxvars::context_in_use_error&) {
                PyErr_SetString(PyExc_RuntimeError,
                                ("cannot enter context: " + repr_of(self.ptr()) + " is already entered").c_str());
                throw py::error_already_set();
              }
            })
-      .def("copy", [](const Context& c) { return Context{c.ctx.copy()}; })
+      .def("copy",
+           [](const Context& c) {
+             if (!c.stdlib.get()) throw py::type_error("this Context was cleared by the garbage collector");
+             return make_context(c.ctx.copy(), PyContext_Copy(c.stdlib.get()));
+           })
       .def("__getitem__",
            [](const Context& c, py::handle key) -> py::object {
              ContextVar& v = as_var(key);
@@ -383,7 +673,7 @@ PYBIND11_MODULE(ctxvars, m) {
            });
   context.attr("__hash__") = py::none();
 
-  m.def("copy_context", [] { return Context{ctxvars::copy_context()}; });
+  m.def("copy_context", [] { return make_context(copy_current(), PyContext_CopyCurrent()); });
 
   // ---- hamt ----
   py::class_<HamtIter>(m, "_hamt_iterator", py::is_final())
