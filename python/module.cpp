@@ -75,6 +75,18 @@ std::string address_of(const void* p) {
   return buf;
 }
 
+// ---- The displaced box a core token keeps ---------------------------------------------
+// The collector must see the reference a token holds through the box its set displaced
+// (token<T>::old_box_, private to the core). An explicit instantiation may name a
+// private member ([temp.spec.general]/6): the usual way to reach it without editing
+// the core's headers.
+template <auto Member>
+struct private_member {
+  friend auto token_old_box(ctxvars::token<py_entry>& t) noexcept -> ctxvars::detail::box_ptr& { return t.*Member; }
+};
+ctxvars::detail::box_ptr& token_old_box(ctxvars::token<py_entry>& t) noexcept;
+template struct private_member<&ctxvars::token<py_entry>::old_box_>;
+
 // ---- Access to pybind11 instances ---------------------------------------------------
 
 // The C++ object inside a pybind11 instance of a simple (single, non-polymorphic) type,
@@ -425,10 +437,18 @@ PYBIND11_MODULE(ctxvars, m) {
                               Py_VISIT(t->var.get());
                               Py_VISIT(t->old.get());
                               if (t->tok) {
-                                // The token's own copy of the old entry.
+                                // The token's own copy of the old entry, and the box its set
+                                // displaced (when nothing else holds that box).
                                 if (const auto& o = t->tok->old_value()) {
                                   Py_VISIT(o->var.get());
                                   Py_VISIT(o->value.get());
+                                }
+                                auto& tok = const_cast<ctxvars::token<py_entry>&>(*t->tok);
+                                if (const ctxvars::detail::box_base* b = token_old_box(tok).get();
+                                    b && b->refs.load(std::memory_order_acquire) == 1) {
+                                  const py_entry& pe = ctxvars::detail::box_value<py_entry>(b);
+                                  Py_VISIT(pe.var.get());
+                                  Py_VISIT(pe.value.get());
                                 }
                               }
                               return 0;
@@ -676,7 +696,28 @@ PYBIND11_MODULE(ctxvars, m) {
   m.def("copy_context", [] { return make_context(copy_current(), PyContext_CopyCurrent()); });
 
   // ---- hamt ----
-  py::class_<HamtIter>(m, "_hamt_iterator", py::is_final())
+  py::class_<HamtIter>(m, "_hamt_iterator", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
+                         auto* type = &heap_type->ht_type;
+                         type->tp_flags |= Py_TPFLAGS_HAVE_GC;
+                         type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
+                           Py_VISIT(Py_TYPE(self));
+                           const HamtIter* i = built<HamtIter>(self);
+                           if (!i) return 0;
+                           return i->snap.for_each_owned([&](const py_trie::entry_type& e) -> int {
+                             Py_VISIT(e.key.get());
+                             Py_VISIT(e.value.get());
+                             return 0;
+                           });
+                         };
+                         type->tp_clear = [](PyObject* self) -> int {
+                           if (HamtIter* i = built<HamtIter>(self)) {
+                             py_trie dropped;
+                             dropped.swap(i->snap);
+                             i->it = i->snap.begin();
+                           }
+                           return 0;
+                         };
+                       }))
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &hamt_next)
       .def("__len__", [](const HamtIter& i) { return i.snap.size(); });
@@ -688,17 +729,20 @@ PYBIND11_MODULE(ctxvars, m) {
                           auto* type = &heap_type->ht_type;
                           type->tp_flags |= Py_TPFLAGS_HAVE_GC;
                           type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
-                            auto& h = py::cast<Hamt&>(py::handle(self));
-                            return h.t.for_each_owned([&](const py_trie::entry_type& e) -> int {
+                            Py_VISIT(Py_TYPE(self));
+                            const Hamt* hp = built<Hamt>(self);
+                            if (!hp) return 0;
+                            return hp->t.for_each_owned([&](const py_trie::entry_type& e) -> int {
                               Py_VISIT(e.key.get());
                               Py_VISIT(e.value.get());
                               return 0;
                             });
                           };
                           type->tp_clear = [](PyObject* self) -> int {
-                            auto& h = py::cast<Hamt&>(py::handle(self));
-                            py_trie dropped;
-                            dropped.swap(h.t);
+                            if (Hamt* hp = built<Hamt>(self)) {
+                              py_trie dropped;
+                              dropped.swap(hp->t);
+                            }
                             return 0;
                           };
                         }));
