@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include <ctxvars/ctxvars.hpp>
+#include <ctxvars/python.hpp>
 #include <ctxvars/detail/hamt/trie.hpp>
 
 #include <optional>
@@ -251,6 +252,40 @@ class current_scope {
   bool switched_;
 };
 
+// ---- The C API for C++ extensions (<ctxvars/python.hpp>) ----------------------------
+
+int api_enter(ctxvars::python::detail::saved_state* s) noexcept {
+  try {
+    ctxvars::context& c = writable();
+    ctxvars::detail::context_impl* impl = ctxvars::detail::context_access::impl(c);
+    ctxvars::detail::thread_state& st = ctxvars::detail::tls;
+    impl->retain();
+    s->context = impl;
+    s->switched = st.current != impl;
+    if (s->switched) {
+      const ctxvars::detail::switch_record r = ctxvars::detail::switch_to(st, impl);
+      s->previous = r.prev;
+      s->previous_version = r.prev_version;
+    }
+    return 0;
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return -1;
+}
+
+void api_leave(ctxvars::python::detail::saved_state* s) noexcept {
+  auto* impl = static_cast<ctxvars::detail::context_impl*>(s->context);
+  if (s->switched)
+    ctxvars::detail::switch_back(ctxvars::detail::tls, impl,
+                                 {static_cast<ctxvars::detail::context_impl*>(s->previous), s->previous_version});
+  impl->release();
+}
+
+const ctxvars::python::detail::api_v1 the_api{1, &api_enter, &api_leave};
+
 // ---- ContextVar / Token --------------------------------------------------------------
 
 // The name the C++ core keeps (for its own messages): UTF-8, lone surrogates escaped.
@@ -425,6 +460,7 @@ PYBIND11_MODULE(ctxvars, m) {
                                 };
                               }));
   binding_type = reinterpret_cast<PyTypeObject*>(binding.ptr());
+  m.attr("_api_v1") = py::capsule(static_cast<const void*>(&the_api), "ctxvars._api_v1");
 
   // ---- Token ----
   py::class_<Token> token(m, "Token", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {

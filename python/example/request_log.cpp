@@ -1,0 +1,40 @@
+// An example C++ library that keeps its logger's request id in a ctxvars variable,
+// exposed to Python with pybind11. Called from asyncio tasks, it sees each calling
+// task's request id, and an id it sets stays in that task's context.
+#include <ctxvars/python.hpp>
+
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+namespace py = pybind11;
+
+namespace {
+
+// The library's own state: plain C++, no Python in sight.
+ctxvars::context_var<std::string> request_id("request_id", "-");
+
+std::string log_line(const std::string& message) { return "[" + request_id.get() + "] " + message; }
+
+// Sets the id from C++ (for example a library that assigns ids itself).
+void assign_request_id(const std::string& id) { (void)request_id.set(id); }
+
+// Works without the GIL for a while, then logs: the context stays current.
+std::string slow_log_line(const std::string& message) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return log_line(message);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(request_log, m) {
+  using ctxvars::python::calling_context;
+  // One call per entry point: run it in the calling task's context.
+  m.def("log_line", &log_line, py::call_guard<calling_context>());
+  m.def("assign_request_id", &assign_request_id, py::call_guard<calling_context>());
+  m.def("slow_log_line", &slow_log_line, py::call_guard<calling_context, py::gil_scoped_release>());
+  // The variable itself, with ContextVar's get/set/reset.
+  ctxvars::python::expose(m, "request_id", request_id);
+}
