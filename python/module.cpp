@@ -20,6 +20,14 @@ namespace {
 // C++ core copies or drops values: copies always under the GIL (inside calls
 // from Python); a destruction at thread exit takes the GIL if the interpreter
 // is still alive, and otherwise leaks the reference (nothing left to free it).
+// This thread's own Python thread state (cached; null for a thread Python never saw).
+[[gnu::tls_model("initial-exec")]] thread_local PyThreadState* cached_thread_state = nullptr;
+inline PyThreadState* this_thread_state() noexcept {
+  PyThreadState* t = cached_thread_state;
+  if (!t) t = cached_thread_state = PyGILState_GetThisThreadState();
+  return t;
+}
+
 class pyref {
  public:
   pyref() noexcept = default;
@@ -42,9 +50,16 @@ class pyref {
  private:
   explicit pyref(PyObject* o) noexcept : p_(o) {}
   static void drop(PyObject* o) noexcept {
+    if (!o) return;
+    // The common case, first: this thread holds the GIL (the thread state holding
+    // it is this thread's own; PyGILState_Check costs a TSS look-up).
+    if (PyThreadState* holder = _PyThreadState_UncheckedGet(); holder && holder == this_thread_state()) {
+      Py_DECREF(o);
+      return;
+    }
     // After finalisation (a thread-exit or static destructor) there is no
     // interpreter to give the reference back to.
-    if (!o || !Py_IsInitialized()) return;
+    if (!Py_IsInitialized()) return;
     if (PyGILState_Check()) {
       Py_DECREF(o);
     } else if (Py_IsInitialized() && !_Py_IsFinalizing()) {
@@ -344,6 +359,174 @@ ContextVar& as_var(py::handle key) {
   return key.cast<ContextVar&>();
 }
 
+// ---- Token as a plain CPython type, ContextVar's hot methods -------------------------
+
+struct TokenObject {
+  PyObject_HEAD
+  Token t;
+};
+PyTypeObject* token_type = nullptr;
+
+Token& token_of(PyObject* o) noexcept { return reinterpret_cast<TokenObject*>(o)->t; }
+
+// Runs f() and turns C++ exceptions into a Python error (returns nullptr).
+template <class F>
+PyObject* guarded(F&& f) noexcept {
+  try {
+    return f();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+PyTypeObject* make_token_type() {
+  static PyGetSetDef getset[] = {
+      {"var", [](PyObject* self, void*) -> PyObject* { return Py_NewRef(token_of(self).var.get()); }, nullptr,
+       nullptr, nullptr},
+      {"old_value", [](PyObject* self, void*) -> PyObject* { return Py_NewRef(token_of(self).old.get()); },
+       nullptr, nullptr, nullptr},
+      {nullptr, nullptr, nullptr, nullptr, nullptr}};
+  static PyMethodDef methods[] = {
+      {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, nullptr},
+      {nullptr, nullptr, 0, nullptr}};
+  static PyType_Slot slots[] = {
+      {Py_tp_new, reinterpret_cast<void*>(+[](PyTypeObject*, PyObject*, PyObject*) -> PyObject* {
+         PyErr_SetString(PyExc_RuntimeError, "Tokens can only be created by ContextVars");
+         return nullptr;
+       })},
+      {Py_tp_dealloc, reinterpret_cast<void*>(+[](PyObject* self) {
+         PyTypeObject* tp = Py_TYPE(self);
+         PyObject_GC_UnTrack(self);
+         token_of(self).~Token();
+         tp->tp_free(self);
+         Py_DECREF(tp);
+       })},
+      {Py_tp_traverse, reinterpret_cast<void*>(+[](PyObject* self, visitproc visit, void* arg) -> int {
+         Py_VISIT(Py_TYPE(self));
+         Token& t = token_of(self);
+         Py_VISIT(t.var.get());
+         Py_VISIT(t.old.get());
+         if (t.tok) {
+           // The token's own copy of the old entry, and the box its set displaced
+           // (when nothing else holds that box).
+           if (const auto& o = t.tok->old_value()) {
+             Py_VISIT(o->var.get());
+             Py_VISIT(o->value.get());
+           }
+           if (const ctxvars::detail::box_base* b = token_old_box(*t.tok).get();
+               b && b->refs.load(std::memory_order_acquire) == 1) {
+             const py_entry& pe = ctxvars::detail::box_value<py_entry>(b);
+             Py_VISIT(pe.var.get());
+             Py_VISIT(pe.value.get());
+           }
+         }
+         return 0;
+       })},
+      {Py_tp_clear, reinterpret_cast<void*>(+[](PyObject* self) -> int {
+         Token& t = token_of(self);
+         std::optional<ctxvars::token<py_entry>> tok = std::move(t.tok);
+         t.tok.reset();
+         pyref var = std::move(t.var), old = std::move(t.old);
+         return 0;
+       })},
+      {Py_tp_repr, reinterpret_cast<void*>(+[](PyObject* self) -> PyObject* {
+         return guarded([&] { return PyUnicode_FromString(token_repr(token_of(self), self).c_str()); });
+       })},
+      {Py_tp_hash, reinterpret_cast<void*>(PyObject_HashNotImplemented)},
+      {Py_tp_getset, getset},
+      {Py_tp_methods, methods},
+      {0, nullptr}};
+  static PyType_Spec spec = {"ctxvars.Token", sizeof(TokenObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                             slots};
+  PyObject* t = PyType_FromSpec(&spec);
+  if (!t) throw py::error_already_set();
+  return reinterpret_cast<PyTypeObject*>(t);
+}
+
+PyObject* new_token(Token&& t) {
+  auto* o = PyObject_GC_New(TokenObject, token_type);
+  if (!o) throw py::error_already_set();
+  new (&o->t) Token(std::move(t));
+  PyObject_GC_Track(o);
+  return reinterpret_cast<PyObject*>(o);
+}
+
+PyObject* var_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) noexcept {
+  if (nargs > 1) {
+    PyErr_Format(PyExc_TypeError, "get expected at most 1 argument, got %zd", nargs);
+    return nullptr;
+  }
+  return guarded([&]() -> PyObject* {
+    ContextVar& v = *built<ContextVar>(self);
+    pyref keep;
+    if (const Binding* b = readable_binding(keep)) {
+      const auto id = v.var.id();
+      if (owned_here(*b, PyThreadState_Get()->context)) {
+        // Only this thread writes the context it owns: no snapshot needed.
+        auto* impl = ctxvars::detail::context_access::impl(b->ctx);
+        if (const ctxvars::detail::box_ptr* p = impl->map.find(id, id))
+          return Py_NewRef(ctxvars::detail::box_value<py_entry>(p->get()).value.get());
+      } else if (auto e = b->ctx.get(v.var)) {
+        return Py_NewRef(e->value.get());
+      }
+    }
+    if (nargs == 1) return Py_NewRef(args[0]);
+    if (v.default_.get()) return Py_NewRef(v.default_.get());
+    PyErr_SetObject(PyExc_LookupError, self);
+    return nullptr;
+  });
+}
+
+PyObject* var_set(PyObject* self, PyObject* value) noexcept {
+  return guarded([&]() -> PyObject* {
+    ContextVar& v = *built<ContextVar>(self);
+    ctxvars::context& c = writable();
+    current_scope cur(c);
+    auto t = v.var.set(py_entry{pyref::borrow(self), pyref::borrow(value)});
+    pyref old = t.old_value() ? t.old_value()->value : pyref::borrow(missing_sentinel);
+    return new_token(Token{std::move(t), pyref::borrow(self), std::move(old)});
+  });
+}
+
+// reset, with CPython's exact exception types and messages.
+PyObject* var_reset(PyObject* self, PyObject* tok) noexcept {
+  return guarded([&]() -> PyObject* {
+    ContextVar& v = *built<ContextVar>(self);
+    if (Py_TYPE(tok) != token_type) {
+      PyErr_Format(PyExc_TypeError, "expected an instance of Token, got %R", tok);
+      return nullptr;
+    }
+    Token& t = token_of(tok);
+    if (t.used()) {
+      PyErr_SetString(PyExc_RuntimeError, (token_repr(t, tok) + " has already been used once").c_str());
+      return nullptr;
+    }
+    if (t.var.get() != self) {
+      PyErr_SetString(PyExc_ValueError, (token_repr(t, tok) + " was created by a different ContextVar").c_str());
+      return nullptr;
+    }
+    ctxvars::context& c = writable();
+    current_scope cur(c);
+    try {
+      v.var.reset(*t.tok);
+    } catch (const ctxvars::foreign_token_error&) {
+      PyErr_SetString(PyExc_ValueError, (token_repr(t, tok) + " was created in a different Context").c_str());
+      return nullptr;
+    }
+    Py_RETURN_NONE;
+  });
+}
+
+PyMethodDef var_get_def = {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&var_get)),
+                           METH_FASTCALL, nullptr};
+PyMethodDef var_set_def = {"set", &var_set, METH_O, nullptr};
+PyMethodDef var_reset_def = {"reset", &var_reset, METH_O, nullptr};
+
 // ---- Context --------------------------------------------------------------------------
 
 // A ctxvars context paired with the stdlib context it runs under: `run` enters both,
@@ -462,57 +645,15 @@ PYBIND11_MODULE(ctxvars, m) {
   binding_type = reinterpret_cast<PyTypeObject*>(binding.ptr());
   m.attr("_api_v1") = py::capsule(static_cast<const void*>(&the_api), "ctxvars._api_v1");
 
-  // ---- Token ----
-  py::class_<Token> token(m, "Token", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
-                            auto* type = &heap_type->ht_type;
-                            type->tp_flags |= Py_TPFLAGS_HAVE_GC;
-                            type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
-                              Py_VISIT(Py_TYPE(self));
-                              const Token* t = built<Token>(self);
-                              if (!t) return 0;
-                              Py_VISIT(t->var.get());
-                              Py_VISIT(t->old.get());
-                              if (t->tok) {
-                                // The token's own copy of the old entry, and the box its set
-                                // displaced (when nothing else holds that box).
-                                if (const auto& o = t->tok->old_value()) {
-                                  Py_VISIT(o->var.get());
-                                  Py_VISIT(o->value.get());
-                                }
-                                auto& tok = const_cast<ctxvars::token<py_entry>&>(*t->tok);
-                                if (const ctxvars::detail::box_base* b = token_old_box(tok).get();
-                                    b && b->refs.load(std::memory_order_acquire) == 1) {
-                                  const py_entry& pe = ctxvars::detail::box_value<py_entry>(b);
-                                  Py_VISIT(pe.var.get());
-                                  Py_VISIT(pe.value.get());
-                                }
-                              }
-                              return 0;
-                            };
-                            type->tp_clear = [](PyObject* self) -> int {
-                              if (Token* t = built<Token>(self)) {
-                                std::optional<ctxvars::token<py_entry>> tok = std::move(t->tok);
-                                t->tok.reset();
-                                pyref var = std::move(t->var), old = std::move(t->old);
-                              }
-                              return 0;
-                            };
-                          }));
-  token.def(py::init([](py::args, py::kwargs) -> Token* {
-    PyErr_SetString(PyExc_RuntimeError, "Tokens can only be created by ContextVars");
-    throw py::error_already_set();
-  }));
+  // ---- Token (a plain CPython type: created on every set, it must be cheap) ----
+  token_type = make_token_type();
+  m.add_object("Token", reinterpret_cast<PyObject*>(token_type));
   struct missing_t {};
-  py::class_<missing_t>(token, "_Missing", py::is_final())
+  py::class_<missing_t>(m, "_TokenMissing", py::is_final())
       .def("__repr__", [](const missing_t&) { return "<Token.MISSING>"; });
   missing_sentinel = py::cast(missing_t{}).release().ptr();
-  token.attr("MISSING") = py::handle(missing_sentinel);
-  token.def_property_readonly("var", [](const Token& t) { return t.var.object(); })
-      .def_property_readonly("old_value", [](const Token& t) { return t.old.object(); })
-      .def("__repr__", [](py::object self) { return token_repr(self.cast<const Token&>(), self.ptr()); });
-  token.attr("__class_getitem__") = py::module_::import("builtins").attr("classmethod")(
-      py::module_::import("types").attr("GenericAlias"));
-  token.attr("__hash__") = py::none();
+  if (PyObject_SetAttrString(reinterpret_cast<PyObject*>(token_type), "MISSING", missing_sentinel) < 0)
+    throw py::error_already_set();
 
   // ---- ContextVar ----
   py::class_<ContextVar> var(m, "ContextVar", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
@@ -547,63 +688,15 @@ PYBIND11_MODULE(ctxvars, m) {
         return new ContextVar(pyref::borrow(args[0]), std::move(dflt));
       }))
       .def_property_readonly("name", [](const ContextVar& v) { return v.name.object(); })
-      .def("get",
-           [](py::object self, py::args args) -> py::object {
-             ContextVar& v = *built<ContextVar>(self.ptr());
-             if (args.size() > 1) throw py::type_error("get expected at most 1 argument, got " + std::to_string(args.size()));
-             pyref keep;
-             if (const Binding* b = readable_binding(keep)) {
-               const auto id = v.var.id();
-               if (owned_here(*b, PyThreadState_Get()->context)) {
-                 // Only this thread writes the context it owns: no snapshot needed.
-                 auto* impl = ctxvars::detail::context_access::impl(b->ctx);
-                 if (const ctxvars::detail::box_ptr* p = impl->map.find(id, id))
-                   return ctxvars::detail::box_value<py_entry>(p->get()).value.object();
-               } else if (auto e = b->ctx.get(v.var)) {
-                 return e->value.object();
-               }
-             }
-             if (args.size() == 1) return py::reinterpret_borrow<py::object>(args[0]);
-             if (v.default_.get()) return v.default_.object();
-             PyErr_SetObject(PyExc_LookupError, self.ptr());
-             throw py::error_already_set();
-           })
-      .def("set",
-           [](py::object self, py::object value) {
-             ContextVar& v = *built<ContextVar>(self.ptr());
-             ctxvars::context& c = writable();
-             current_scope cur(c);
-             auto t = v.var.set(py_entry{pyref::borrow(self), pyref::borrow(value)});
-             pyref old = t.old_value() ? t.old_value()->value : pyref::borrow(missing_sentinel);
-             return Token{std::move(t), pyref::borrow(self), std::move(old)};
-           })
       .def("__repr__", [](py::object self) { return contextvar_repr(*built<ContextVar>(self.ptr()), self.ptr()); });
   var.attr("__class_getitem__") = py::module_::import("builtins").attr("classmethod")(
       py::module_::import("types").attr("GenericAlias"));
-  // reset, with CPython's exact exception types and messages.
-  var.attr("reset") = py::cpp_function(
-      [](py::object self, py::object tok) {
-        ContextVar& v = *built<ContextVar>(self.ptr());
-        if (!py::isinstance<Token>(tok)) {
-          PyErr_Format(PyExc_TypeError, "expected an instance of Token, got %R", tok.ptr());
-          throw py::error_already_set();
-        }
-        Token& t = tok.cast<Token&>();
-        if (t.used()) {
-          PyErr_SetString(PyExc_RuntimeError, (token_repr(t, tok.ptr()) + " has already been used once").c_str());
-          throw py::error_already_set();
-        }
-        if (t.var.get() != self.ptr())
-          throw py::value_error(token_repr(t, tok.ptr()) + " was created by a different ContextVar");
-        ctxvars::context& c = writable();
-        current_scope cur(c);
-        try {
-          v.var.reset(*t.tok);
-        } catch (const ctxvars::foreign_token_error&) {
-          throw py::value_error(token_repr(t, tok.ptr()) + " was created in a different Context");
-        }
-      },
-      py::name("reset"), py::is_method(var), py::arg("token"));
+  // get, set and reset: plain CPython methods (vectorcall), the hot path.
+  for (PyMethodDef* d : {&var_get_def, &var_set_def, &var_reset_def}) {
+    PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(var.ptr()), d);
+    if (!descr) throw py::error_already_set();
+    var.attr(d->ml_name) = py::reinterpret_steal<py::object>(descr);
+  }
 
   // ---- Context ----
   // Garbage collection, as for hamt: the entries only this context holds (in

@@ -1,0 +1,62 @@
+"""ctxvars vs the stdlib's contextvars, from Python, in one process.
+
+timeit loops (best of 7 repeats) for ContextVar.get, set, set+reset and
+copy_context().run, each measured for both modules in the same run; prints a
+Markdown table with the ratio ctxvars / stdlib (target: at most 1.5).
+Run: PYTHONPATH=build/release/python python3.11 python/bench_python.py
+"""
+import asyncio
+import contextvars
+import sys
+import timeit
+
+import ctxvars
+
+
+def cases(mod):
+    v = mod.ContextVar("v", default=0)
+    v.set(1)
+    get = v.get
+    set_ = v.set
+    reset = v.reset
+    def f():
+        return None
+    copy_context = mod.copy_context
+    return {
+        "ContextVar.get()": ("get()", {"get": get}),
+        "ContextVar.set(x)": ("set(2)", {"set": set_}),
+        "set(x) + reset(token)": ("reset(set(2))", {"set": set_, "reset": reset}),
+        "copy_context()": ("copy_context()", {"copy_context": copy_context}),
+        "copy_context().run(f)": ("copy_context().run(f)", {"copy_context": copy_context, "f": f}),
+    }
+
+
+def measure(stmt, env, number):
+    return min(timeit.repeat(stmt, globals=env, number=number, repeat=7)) / number * 1e9
+
+
+def table(where, number):
+    rows = []
+    std, ours = cases(contextvars), cases(ctxvars)
+    for name in std:
+        s = measure(*std[name], number)
+        o = measure(*ours[name], number)
+        rows.append(f"| {name} | {where} | {s:.0f} ns | {o:.0f} ns | {o / s:.2f}x |")
+    return rows
+
+
+def main():
+    number = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    print("| operation | where | contextvars | ctxvars | ratio |")
+    print("|---|---|---|---|---|")
+    for r in table("top level", number):
+        print(r)
+
+    async def in_task():
+        return table("asyncio task", number)
+    for r in asyncio.run(in_task()):
+        print(r)
+
+
+if __name__ == "__main__":
+    main()
