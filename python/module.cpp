@@ -7,6 +7,8 @@
 #include <ctxvars/python.hpp>
 #include <ctxvars/detail/hamt/trie.hpp>
 
+#include <structmember.h>
+
 #include <optional>
 #include <string>
 #include <utility>
@@ -170,6 +172,7 @@ struct Binding {
 
 PyObject* carrier = nullptr;       // the stdlib ContextVar (never released)
 PyTypeObject* binding_type = nullptr;
+PyTypeObject* contextvar_type = nullptr;
 
 // The Binding of the current stdlib context (new reference), or nullptr.
 PyObject* current_binding() {
@@ -197,14 +200,54 @@ PyObject* current_stdlib_context() {
 
 // Binds `c` in the current stdlib context and returns the new Binding (borrowed:
 // the stdlib context holds it).
+// Binding as a plain CPython type (one is made per task that writes).
+struct BindingObject {
+  PyObject_HEAD
+  Binding b;
+};
+Binding* binding_of(PyObject* o) noexcept { return &reinterpret_cast<BindingObject*>(o)->b; }
+
+PyTypeObject* make_binding_type() {
+  static PyType_Slot slots[] = {
+      {Py_tp_dealloc, reinterpret_cast<void*>(+[](PyObject* self) {
+         PyTypeObject* tp = Py_TYPE(self);
+         PyObject_GC_UnTrack(self);
+         binding_of(self)->~Binding();
+         tp->tp_free(self);
+         Py_DECREF(tp);
+       })},
+      {Py_tp_traverse, reinterpret_cast<void*>(+[](PyObject* self, visitproc visit, void* arg) -> int {
+         Py_VISIT(Py_TYPE(self));
+         const Binding* b = binding_of(self);
+         if (!b->owns_ctx) return 0;
+         return visit_context(b->ctx, visit, arg);
+       })},
+      {Py_tp_clear, reinterpret_cast<void*>(+[](PyObject* self) -> int {
+         Binding* b = binding_of(self);
+         ctxvars::context dropped = b->ctx;
+         b->ctx = ctxvars::context();
+         return 0;
+       })},
+      {0, nullptr}};
+  static PyType_Spec spec = {"ctxvars._Binding", sizeof(BindingObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                             slots};
+  PyObject* t = PyType_FromSpec(&spec);
+  if (!t) throw py::error_already_set();
+  return reinterpret_cast<PyTypeObject*>(t);
+}
+
 Binding& bind_here(ctxvars::context c, bool owns_ctx) {
   PyObject* here = current_stdlib_context();
-  py::object obj = py::cast(Binding{std::move(c), {}, {}, owns_ctx});
-  Binding& b = *built<Binding>(obj.ptr());
+  auto* raw = PyObject_GC_New(BindingObject, binding_type);
+  if (!raw) throw py::error_already_set();
+  new (&raw->b) Binding{std::move(c), {}, {}, owns_ctx};
+  PyObject_GC_Track(raw);
+  pyref obj = pyref::steal(reinterpret_cast<PyObject*>(raw));
+  Binding& b = raw->b;
   PyObject* w = PyWeakref_NewRef(here, nullptr);
   if (!w) throw py::error_already_set();
   b.owner = pyref::steal(w);
-  PyObject* tok = PyContextVar_Set(carrier, obj.ptr());
+  PyObject* tok = PyContextVar_Set(carrier, obj.get());
   if (!tok) throw py::error_already_set();
   Py_DECREF(tok);
   w = PyWeakref_NewRef(vars_of(here), nullptr);
@@ -217,7 +260,7 @@ Binding& bind_here(ctxvars::context c, bool owns_ctx) {
 const Binding* readable_binding(pyref& keep) {
   PyObject* b = current_binding();
   keep = pyref::steal(b);
-  return b ? built<Binding>(b) : nullptr;
+  return b ? binding_of(b) : nullptr;
 }
 
 // The ctxvars context the current stdlib context writes to, bound on first write.
@@ -226,7 +269,7 @@ ctxvars::context& writable() {
   PyObject* bobj = current_binding();
   here_obj = current_stdlib_context();
   pyref keep = pyref::steal(bobj);
-  Binding* b = bobj ? built<Binding>(bobj) : nullptr;
+  Binding* b = bobj ? binding_of(bobj) : nullptr;
   if (b && owned_here(*b, here_obj)) {
     PyObject* vars = vars_of(here_obj);
     if (weak_target(b->vars) == vars && Py_REFCNT(vars) == 1) return b->ctx;
@@ -353,11 +396,6 @@ std::string token_repr(const Token& t, PyObject* self) {
          address_of(self) + ">";
 }
 
-ContextVar& as_var(py::handle key) {
-  if (!py::isinstance<ContextVar>(key))
-    throw py::type_error("a ContextVar key was expected, got " + repr_of(key.ptr()));
-  return key.cast<ContextVar&>();
-}
 
 // ---- Token as a plain CPython type, ContextVar's hot methods -------------------------
 
@@ -536,9 +574,24 @@ struct Context {
   pyref stdlib;  // null only after the collector cleared it
 };
 
-Context make_context(ctxvars::context c, PyObject* stdlib_ctx_new_ref) {
+struct ContextObject {
+  PyObject_HEAD
+  Context c;
+  PyObject* weakrefs;
+};
+PyTypeObject* context_type = nullptr;
+Context& context_of(PyObject* o) noexcept { return reinterpret_cast<ContextObject*>(o)->c; }
+
+// A new Context object (new reference); takes the stdlib context's new reference.
+PyObject* new_context(ctxvars::context c, PyObject* stdlib_ctx_new_ref) {
   if (!stdlib_ctx_new_ref) throw py::error_already_set();
-  return Context{std::move(c), pyref::steal(stdlib_ctx_new_ref)};
+  pyref s = pyref::steal(stdlib_ctx_new_ref);
+  auto* o = PyObject_GC_New(ContextObject, context_type);
+  if (!o) throw py::error_already_set();
+  new (&o->c) Context{std::move(c), std::move(s)};
+  o->weakrefs = nullptr;
+  PyObject_GC_Track(o);
+  return reinterpret_cast<PyObject*>(o);
 }
 
 // The (var, value) pairs of a context that Python variables put there.
@@ -617,6 +670,196 @@ bool hamt_equal(const py_trie& a, const py_trie& b) {
   return true;
 }
 
+
+// Context.run(callable, *args, **kwargs): enters the ctxvars context and its stdlib
+// context, binds the one to the other, and calls.
+PyObject* context_run(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) noexcept {
+  const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "run() missing 1 required positional argument");
+    return nullptr;
+  }
+  return guarded([&]() -> PyObject* {
+    Context& c = context_of(self);
+    PyObject* s = c.stdlib.get();
+    if (!s) {
+      PyErr_SetString(PyExc_TypeError, "this Context was cleared by the garbage collector");
+      return nullptr;
+    }
+    std::optional<ctxvars::detail::enter_scope> entered;
+    try {
+      entered.emplace(ctxvars::detail::context_access::impl(c.ctx));
+    } catch (const ctxvars::context_in_use_error&) {
+      PyErr_SetString(PyExc_RuntimeError,
+                      ("cannot enter context: " + repr_of(self) + " is already entered").c_str());
+      return nullptr;
+    }
+    if (PyContext_Enter(s) < 0) return nullptr;
+    PyObject* result = nullptr;
+    try {
+      // Bind ctx in its stdlib context unless it already is.
+      PyObject* bobj = current_binding();
+      Binding* b = bobj ? binding_of(bobj) : nullptr;
+      if (!b || !(b->ctx == c.ctx) || !owned_here(*b, s)) bind_here(c.ctx, false);
+      Py_XDECREF(bobj);
+      result = PyObject_Vectorcall(args[0], args + 1, static_cast<size_t>(nargs - 1), kwnames);
+    } catch (...) {
+      PyContext_Exit(s);
+      throw;
+    }
+    // Keep an exception raised by the call: exiting cannot fail here.
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyContext_Exit(s);
+    PyErr_Restore(et, ev, tb);
+    return result;
+  });
+}
+
+ContextVar* key_var(PyObject* key) {
+  if (!PyObject_TypeCheck(key, contextvar_type)) {
+    PyErr_Format(PyExc_TypeError, "a ContextVar key was expected, got %R", key);
+    throw py::error_already_set();
+  }
+  return built<ContextVar>(key);
+}
+
+PyObject* context_list(PyObject* self, int what) {
+  return guarded([&]() -> PyObject* {
+    py::list out;
+    for (auto& [k, v] : items_of(context_of(self).ctx)) {
+      if (what == 0) out.append(k);
+      else if (what == 1) out.append(v);
+      else out.append(py::make_tuple(k, v));
+    }
+    return out.release().ptr();
+  });
+}
+
+PyTypeObject* make_context_type() {
+  static PyMethodDef methods[] = {
+      {"run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&context_run)), METH_FASTCALL | METH_KEYWORDS,
+       nullptr},
+      {"copy", +[](PyObject* self, PyObject*) -> PyObject* {
+         return guarded([&]() -> PyObject* {
+           Context& c = context_of(self);
+           if (!c.stdlib.get()) {
+             PyErr_SetString(PyExc_TypeError, "this Context was cleared by the garbage collector");
+             return nullptr;
+           }
+           return new_context(c.ctx.copy(), PyContext_Copy(c.stdlib.get()));
+         });
+       },
+       METH_NOARGS, nullptr},
+      {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                  +[](PyObject* self, PyObject* const* args, Py_ssize_t nargs) -> PyObject* {
+                    if (nargs < 1 || nargs > 2) {
+                      PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", nargs);
+                      return nullptr;
+                    }
+                    return guarded([&]() -> PyObject* {
+                      ContextVar* v = key_var(args[0]);
+                      if (auto e = context_of(self).ctx.get(v->var)) return Py_NewRef(e->value.get());
+                      return Py_NewRef(nargs == 2 ? args[1] : Py_None);
+                    });
+                  })),
+       METH_FASTCALL, nullptr},
+      {"keys", +[](PyObject* self, PyObject*) { return context_list(self, 0); }, METH_NOARGS, nullptr},
+      {"values", +[](PyObject* self, PyObject*) { return context_list(self, 1); }, METH_NOARGS, nullptr},
+      {"items", +[](PyObject* self, PyObject*) { return context_list(self, 2); }, METH_NOARGS, nullptr},
+      {nullptr, nullptr, 0, nullptr}};
+  static PyMemberDef members[] = {
+      {"__weaklistoffset__", T_PYSSIZET, offsetof(ContextObject, weakrefs), READONLY, nullptr},
+      {nullptr, 0, 0, 0, nullptr}};
+  static PyType_Slot slots[] = {
+      {Py_tp_new, reinterpret_cast<void*>(+[](PyTypeObject*, PyObject* args, PyObject* kw) -> PyObject* {
+         if (PyTuple_GET_SIZE(args) || (kw && PyDict_GET_SIZE(kw))) {
+           PyErr_SetString(PyExc_TypeError, "Context() does not accept any arguments");
+           return nullptr;
+         }
+         return guarded([] { return new_context(ctxvars::context(), PyContext_New()); });
+       })},
+      {Py_tp_dealloc, reinterpret_cast<void*>(+[](PyObject* self) {
+         PyTypeObject* tp = Py_TYPE(self);
+         PyObject_GC_UnTrack(self);
+         if (reinterpret_cast<ContextObject*>(self)->weakrefs) PyObject_ClearWeakRefs(self);
+         context_of(self).~Context();
+         tp->tp_free(self);
+         Py_DECREF(tp);
+       })},
+      {Py_tp_traverse, reinterpret_cast<void*>(+[](PyObject* self, visitproc visit, void* arg) -> int {
+         Py_VISIT(Py_TYPE(self));
+         const Context& c = context_of(self);
+         Py_VISIT(c.stdlib.get());
+         return visit_context(c.ctx, visit, arg);
+       })},
+      {Py_tp_clear, reinterpret_cast<void*>(+[](PyObject* self) -> int {
+         Context& c = context_of(self);
+         ctxvars::context dropped = c.ctx;
+         c.ctx = ctxvars::context();
+         pyref s = std::move(c.stdlib);
+         return 0;
+       })},
+      {Py_mp_subscript, reinterpret_cast<void*>(+[](PyObject* self, PyObject* key) -> PyObject* {
+         return guarded([&]() -> PyObject* {
+           ContextVar* v = key_var(key);
+           if (auto e = context_of(self).ctx.get(v->var)) return Py_NewRef(e->value.get());
+           PyErr_SetObject(PyExc_KeyError, key);
+           return nullptr;
+         });
+       })},
+      {Py_sq_contains, reinterpret_cast<void*>(+[](PyObject* self, PyObject* key) -> int {
+         try {
+           return context_of(self).ctx.contains(key_var(key)->var) ? 1 : 0;
+         } catch (py::error_already_set& e) {
+           e.restore();
+           return -1;
+         }
+       })},
+      {Py_mp_length, reinterpret_cast<void*>(+[](PyObject* self) -> Py_ssize_t {
+         return static_cast<Py_ssize_t>(context_of(self).ctx.size());
+       })},
+      {Py_tp_iter, reinterpret_cast<void*>(+[](PyObject* self) -> PyObject* {
+         PyObject* keys = context_list(self, 0);
+         if (!keys) return nullptr;
+         PyObject* it = PyObject_GetIter(keys);
+         Py_DECREF(keys);
+         return it;
+       })},
+      {Py_tp_richcompare, reinterpret_cast<void*>(+[](PyObject* a, PyObject* b, int op) -> PyObject* {
+         if ((op != Py_EQ && op != Py_NE) || Py_TYPE(b) != context_type) Py_RETURN_NOTIMPLEMENTED;
+         return guarded([&]() -> PyObject* {
+           const Context& x = context_of(a);
+           const Context& y = context_of(b);
+           bool eq = true;
+           if (!(x.ctx == y.ctx)) {
+             auto ix = items_of(x.ctx);
+             if (ix.size() != y.ctx.size()) eq = false;
+             for (std::size_t i = 0; eq && i < ix.size(); ++i) {
+               auto e = y.ctx.get(built<ContextVar>(ix[i].first.ptr())->var);
+               if (!e) {
+                 eq = false;
+                 break;
+               }
+               const int r = PyObject_RichCompareBool(ix[i].second.ptr(), e->value.get(), Py_EQ);
+               if (r < 0) return nullptr;
+               eq = r != 0;
+             }
+           }
+           return Py_NewRef((eq == (op == Py_EQ)) ? Py_True : Py_False);
+         });
+       })},
+      {Py_tp_hash, reinterpret_cast<void*>(PyObject_HashNotImplemented)},
+      {Py_tp_methods, methods},
+      {Py_tp_members, members},
+      {0, nullptr}};
+  static PyType_Spec spec = {"ctxvars.Context", sizeof(ContextObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                             slots};
+  PyObject* t = PyType_FromSpec(&spec);
+  if (!t) throw py::error_already_set();
+  return reinterpret_cast<PyTypeObject*>(t);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(ctxvars, m) {
@@ -625,24 +868,8 @@ PYBIND11_MODULE(ctxvars, m) {
   // ---- the carrier and the Binding type ----
   carrier = PyContextVar_New("ctxvars._binding", nullptr);
   if (!carrier) throw py::error_already_set();
-  py::class_<Binding> binding(m, "_Binding", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
-                                auto* type = &heap_type->ht_type;
-                                type->tp_flags |= Py_TPFLAGS_HAVE_GC;
-                                type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
-                                  Py_VISIT(Py_TYPE(self));
-                                  const Binding* b = built<Binding>(self);
-                                  if (!b || !b->owns_ctx) return 0;
-                                  return visit_context(b->ctx, visit, arg);
-                                };
-                                type->tp_clear = [](PyObject* self) -> int {
-                                  if (Binding* b = built<Binding>(self)) {
-                                    ctxvars::context dropped = b->ctx;
-                                    b->ctx = ctxvars::context();
-                                  }
-                                  return 0;
-                                };
-                              }));
-  binding_type = reinterpret_cast<PyTypeObject*>(binding.ptr());
+  binding_type = make_binding_type();
+  m.add_object("_Binding", reinterpret_cast<PyObject*>(binding_type));
   m.attr("_api_v1") = py::capsule(static_cast<const void*>(&the_api), "ctxvars._api_v1");
 
   // ---- Token (a plain CPython type: created on every set, it must be cheap) ----
@@ -689,6 +916,7 @@ PYBIND11_MODULE(ctxvars, m) {
       }))
       .def_property_readonly("name", [](const ContextVar& v) { return v.name.object(); })
       .def("__repr__", [](py::object self) { return contextvar_repr(*built<ContextVar>(self.ptr()), self.ptr()); });
+  contextvar_type = reinterpret_cast<PyTypeObject*>(var.ptr());
   var.attr("__class_getitem__") = py::module_::import("builtins").attr("classmethod")(
       py::module_::import("types").attr("GenericAlias"));
   // get, set and reset: plain CPython methods (vectorcall), the hot path.
@@ -698,131 +926,16 @@ PYBIND11_MODULE(ctxvars, m) {
     var.attr(d->ml_name) = py::reinterpret_steal<py::object>(descr);
   }
 
-  // ---- Context ----
-  // Garbage collection, as for hamt: the entries only this context holds (in
-  // nodes and boxes nobody else shares) are reported as its references.
-  py::class_<Context> context(m, "Context", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
-                                auto* type = &heap_type->ht_type;
-                                type->tp_flags |= Py_TPFLAGS_HAVE_GC;
-                                type->tp_traverse = [](PyObject* self, visitproc visit, void* arg) -> int {
-                                  Py_VISIT(Py_TYPE(self));
-                                  const Context* c = built<Context>(self);
-                                  if (!c) return 0;
-                                  Py_VISIT(c->stdlib.get());
-                                  return visit_context(c->ctx, visit, arg);
-                                };
-                                type->tp_clear = [](PyObject* self) -> int {
-                                  if (Context* c = built<Context>(self)) {
-                                    ctxvars::context dropped = c->ctx;
-                                    c->ctx = ctxvars::context();
-                                    pyref s = std::move(c->stdlib);
-                                  }
-                                  return 0;
-                                };
-                              }));
-  context
-      .def(py::init([](py::args args, py::kwargs kwargs) {
-        if (args.size() || kwargs.size()) throw py::type_error("Context() does not accept any arguments");
-        return new Context(make_context(ctxvars::context(), PyContext_New()));
-      }))
-      .def("run",
-           [](py::object self, py::args args, py::kwargs kwargs) -> py::object {
-             Context& c = *built<Context>(self.ptr());
-             if (args.size() == 0) throw py::type_error("run() missing 1 required positional argument");
-             py::object fn = args[0];
-             py::tuple rest(args.size() - 1);
-             for (std::size_t i = 1; i < args.size(); ++i) rest[i - 1] = args[i];
-             if (!c.stdlib.get()) throw py::type_error("this Context was cleared by the garbage collector");
-             try {
-               return c.ctx.run([&]() -> py::object {
-                 PyObject* s = c.stdlib.get();
-                 if (PyContext_Enter(s) < 0) throw py::error_already_set();
-                 struct exit_guard {
-                   PyObject* s;
-                   ~exit_guard() {
-                     // Keep an exception raised by the call: PyContext_Exit cannot fail here.
-                     PyObject *t, *v, *tb;
-                     PyErr_Fetch(&t, &v, &tb);
-                     PyContext_Exit(s);
-                     PyErr_Restore(t, v, tb);
-                   }
-                 } g{s};
-                 // Bind ctx in its stdlib context unless it already is.
-                 pyref keep;
-                 const Binding* b = readable_binding(keep);
-                 if (!b || !(b->ctx == c.ctx) || !owned_here(*b, s)) bind_here(c.ctx, false);
-                 return fn(*rest, **kwargs);
-               });
-             } catch (const ctxvars::context_in_use_error&) {
-               PyErr_SetString(PyExc_RuntimeError,
-                               ("cannot enter context: " + repr_of(self.ptr()) + " is already entered").c_str());
-               throw py::error_already_set();
-             }
-           })
-      .def("copy",
-           [](const Context& c) {
-             if (!c.stdlib.get()) throw py::type_error("this Context was cleared by the garbage collector");
-             return make_context(c.ctx.copy(), PyContext_Copy(c.stdlib.get()));
-           })
-      .def("__getitem__",
-           [](const Context& c, py::handle key) -> py::object {
-             ContextVar& v = as_var(key);
-             if (auto e = c.ctx.get(v.var)) return e->value.object();
-             PyErr_SetObject(PyExc_KeyError, key.ptr());
-             throw py::error_already_set();
-           })
-      .def("__contains__", [](const Context& c, py::handle key) { return c.ctx.contains(as_var(key).var); })
-      .def("get",
-           [](const Context& c, py::handle key, py::object dflt) -> py::object {
-             ContextVar& v = as_var(key);
-             if (auto e = c.ctx.get(v.var)) return e->value.object();
-             return dflt;
-           },
-           py::arg("key"), py::arg("default") = py::none())
-      .def("__len__", [](const Context& c) { return c.ctx.size(); })
-      .def("__iter__",
-           [](const Context& c) {
-             py::list keys;
-             for (auto& [k, v] : items_of(c.ctx)) keys.append(k);
-             return py::iter(keys);
-           })
-      .def("keys",
-           [](const Context& c) {
-             py::list out;
-             for (auto& [k, v] : items_of(c.ctx)) out.append(k);
-             return out;
-           })
-      .def("values",
-           [](const Context& c) {
-             py::list out;
-             for (auto& [k, v] : items_of(c.ctx)) out.append(v);
-             return out;
-           })
-      .def("items",
-           [](const Context& c) {
-             py::list out;
-             for (auto& [k, v] : items_of(c.ctx)) out.append(py::make_tuple(k, v));
-             return out;
-           })
-      .def("__eq__",
-           [](const Context& a, py::object other) -> py::object {
-             if (!py::isinstance<Context>(other)) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
-             const Context& b = other.cast<const Context&>();
-             if (a.ctx == b.ctx) return py::bool_(true);
-             auto ia = items_of(a.ctx);
-             if (ia.size() != b.ctx.size()) return py::bool_(false);
-             for (auto& [k, v] : ia) {
-               auto e = b.ctx.get(k.cast<ContextVar&>().var);
-               if (!e) return py::bool_(false);
-               const int r = PyObject_RichCompareBool(v.ptr(), e->value.get(), Py_EQ);
-               if (r < 0) throw py::error_already_set();
-               if (!r) return py::bool_(false);
-             }
-             return py::bool_(true);
-           });
-  context.attr("__hash__") = py::none();
+  // ---- Context (a plain CPython type) and copy_context ----
+  context_type = make_context_type();
+  m.add_object("Context", reinterpret_cast<PyObject*>(context_type));
+  static PyMethodDef copy_context_def = {
+      "copy_context", +[](PyObject*, PyObject*) -> PyObject* {
+        return guarded([] { return new_context(copy_current(), PyContext_CopyCurrent()); });
+      },
+      METH_NOARGS, nullptr};
+  m.add_object("copy_context", py::reinterpret_steal<py::object>(PyCFunction_NewEx(&copy_context_def, nullptr, m.ptr())));
 
-  m.def("copy_context", [] { return make_context(copy_current(), PyContext_CopyCurrent()); });
 
   // ---- hamt ----
   py::class_<HamtIter>(m, "_hamt_iterator", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
