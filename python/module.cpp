@@ -9,6 +9,7 @@
 
 #include <structmember.h>
 
+#include <cstring>
 #include <optional>
 #include <string>
 #include <utility>
@@ -165,8 +166,7 @@ int visit_context(const ctxvars::context& c, visitproc visit, void* arg) {
 
 struct Binding {
   ctxvars::context ctx;
-  pyref owner;  // weak reference to the owning stdlib context; null: frozen
-  pyref vars;   // weak reference to the owner's stdlib mapping right after binding
+  pyref owner;  // weak reference to the stdlib context whose writes go to ctx; null: frozen
   bool owns_ctx = true;  // no other handle names ctx (garbage collection may visit it)
 };
 
@@ -185,6 +185,97 @@ PyObject* weak_target(const pyref& w) noexcept { return w.get() ? PyWeakref_GET_
 
 bool owned_here(const Binding& b, PyObject* stdlib_ctx) noexcept {
   return b.owner.get() && stdlib_ctx && weak_target(b.owner) == stdlib_ctx;
+}
+
+// ---- Is a Binding reachable from the current stdlib context only? ----
+// The layouts of CPython 3.11's HAMT (Python/hamt.c): a stdlib context's mapping
+// is a HAMT; a copy of the context shares it, and a copy that later diverged still
+// shares the nodes it did not change. A Binding may be written in place only when
+// nothing but the current context can reach it: its mapping is held once, every
+// node on the path to the carrier's entry is held once, and the Binding is held by
+// that one node (plus the caller's reference).
+struct hamt_layout {
+  PyObject_HEAD
+  PyObject* h_root;
+  PyObject* h_weakreflist;
+  Py_ssize_t h_count;
+};
+struct hamt_bitmap_layout {
+  PyObject_VAR_HEAD
+  uint32_t b_bitmap;
+  PyObject* b_array[1];
+};
+struct hamt_array_layout {
+  PyObject_HEAD
+  PyObject* a_array[32];
+  Py_ssize_t a_count;
+};
+struct hamt_collision_layout {
+  PyObject_VAR_HEAD
+  int32_t c_hash;
+  PyObject* c_array[1];
+};
+struct contextvar_layout {  // Include/internal/pycore_context.h
+  PyObject_HEAD
+  PyObject* var_name;
+  PyObject* var_default;
+  PyObject* var_cached;
+  uint64_t var_cached_tsid;
+  uint64_t var_cached_tsver;
+  Py_hash_t var_hash;
+};
+
+enum class node_kind { bitmap, array, collision, unknown };
+node_kind kind_of(PyObject* node) noexcept {
+  static PyTypeObject *bitmap = nullptr, *array = nullptr, *collision = nullptr;
+  PyTypeObject* t = Py_TYPE(node);
+  if (t == bitmap) return node_kind::bitmap;
+  if (t == array) return node_kind::array;
+  if (t == collision) return node_kind::collision;
+  if (!std::strcmp(t->tp_name, "hamt_bitmap_node")) return bitmap = t, node_kind::bitmap;
+  if (!std::strcmp(t->tp_name, "hamt_array_node")) return array = t, node_kind::array;
+  if (!std::strcmp(t->tp_name, "hamt_collision_node")) return collision = t, node_kind::collision;
+  return node_kind::unknown;
+}
+
+// True if `binding` (of which the caller holds one reference) is reachable from the
+// current stdlib context only. False whenever unsure.
+bool exclusive(PyObject* stdlib_ctx, PyObject* binding) noexcept {
+  PyObject* vars = vars_of(stdlib_ctx);
+  if (!vars || Py_REFCNT(vars) != 1 || Py_REFCNT(binding) != 2) return false;
+  const Py_hash_t h = reinterpret_cast<contextvar_layout*>(carrier)->var_hash;
+  const auto hash = static_cast<uint32_t>(static_cast<int32_t>(h & 0xffffffffL) ^ static_cast<int32_t>(h >> 32));
+  PyObject* node = reinterpret_cast<hamt_layout*>(vars)->h_root;
+  for (uint32_t shift = 0; node && shift < 40; shift += 5) {
+    if (Py_REFCNT(node) != 1) return false;
+    switch (kind_of(node)) {
+      case node_kind::bitmap: {
+        auto* n = reinterpret_cast<hamt_bitmap_layout*>(node);
+        const uint32_t bit = 1u << ((hash >> shift) & 0x1f);
+        if (!(n->b_bitmap & bit)) return false;
+        const auto idx = static_cast<std::size_t>(__builtin_popcount(n->b_bitmap & (bit - 1)));
+        PyObject* key = n->b_array[2 * idx];
+        PyObject* val = n->b_array[2 * idx + 1];
+        if (!key) {
+          node = val;  // a sub-node
+          continue;
+        }
+        return key == carrier && val == binding;
+      }
+      case node_kind::array:
+        node = reinterpret_cast<hamt_array_layout*>(node)->a_array[(hash >> shift) & 0x1f];
+        continue;
+      case node_kind::collision: {
+        auto* n = reinterpret_cast<hamt_collision_layout*>(node);
+        for (Py_ssize_t i = 0; i + 1 < Py_SIZE(n); i += 2)
+          if (n->c_array[i] == carrier) return n->c_array[i + 1] == binding;
+        return false;
+      }
+      case node_kind::unknown:
+        return false;
+    }
+  }
+  return false;
 }
 
 // The current stdlib context (borrowed), created if this thread has none yet.
@@ -240,7 +331,7 @@ Binding& bind_here(ctxvars::context c, bool owns_ctx) {
   PyObject* here = current_stdlib_context();
   auto* raw = PyObject_GC_New(BindingObject, binding_type);
   if (!raw) throw py::error_already_set();
-  new (&raw->b) Binding{std::move(c), {}, {}, owns_ctx};
+  new (&raw->b) Binding{std::move(c), {}, owns_ctx};
   PyObject_GC_Track(raw);
   pyref obj = pyref::steal(reinterpret_cast<PyObject*>(raw));
   Binding& b = raw->b;
@@ -250,9 +341,6 @@ Binding& bind_here(ctxvars::context c, bool owns_ctx) {
   PyObject* tok = PyContextVar_Set(carrier, obj.get());
   if (!tok) throw py::error_already_set();
   Py_DECREF(tok);
-  w = PyWeakref_NewRef(vars_of(here), nullptr);
-  if (!w) throw py::error_already_set();
-  b.vars = pyref::steal(w);
   return b;  // kept alive by the stdlib context's mapping
 }
 
@@ -263,17 +351,32 @@ const Binding* readable_binding(pyref& keep) {
   return b ? binding_of(b) : nullptr;
 }
 
+// Context.run binds a Context's ctxvars context in its stdlib context lazily, at
+// the first write: until then, the Binding the stdlib context inherited shows
+// exactly the Context's values (the Context was copied from it, and any write to
+// it since would have frozen it first). The innermost run of this thread:
+struct run_frame {
+  PyObject* stdlib;
+  const ctxvars::context* ctx;
+  run_frame* prev;
+};
+[[gnu::tls_model("initial-exec")]] thread_local run_frame* run_top = nullptr;
+
 // The ctxvars context the current stdlib context writes to, bound on first write.
+// In place when no other stdlib context can reach the Binding; else the owner
+// freezes the shared Binding on a snapshot (the state every sharer saw) and binds
+// its own context afresh; anyone else binds a copy (copy on first write).
 ctxvars::context& writable() {
-  PyObject* here_obj = nullptr;
   PyObject* bobj = current_binding();
-  here_obj = current_stdlib_context();
+  PyObject* here = current_stdlib_context();
   pyref keep = pyref::steal(bobj);
   Binding* b = bobj ? binding_of(bobj) : nullptr;
-  if (b && owned_here(*b, here_obj)) {
-    PyObject* vars = vars_of(here_obj);
-    if (weak_target(b->vars) == vars && Py_REFCNT(vars) == 1) return b->ctx;
-    // A copy of this stdlib context may share `b`: freeze it on a snapshot.
+  if (run_top && run_top->stdlib == here && !(b && owned_here(*b, here))) {
+    // The first write inside Context.run: the Context's own context.
+    return bind_here(*run_top->ctx, false).ctx;
+  }
+  if (b && owned_here(*b, here)) {
+    if (exclusive(here, bobj)) return b->ctx;
     ctxvars::context mine = b->ctx;
     const bool owns = b->owns_ctx;
     ctxvars::context snap = mine.copy();
@@ -281,7 +384,6 @@ ctxvars::context& writable() {
     b->ctx = std::move(snap);
     b->owns_ctx = true;
     b->owner = pyref();
-    b->vars = pyref();
     return fresh.ctx;
   }
   return bind_here(b ? b->ctx.copy() : ctxvars::context(), true).ctx;
@@ -695,18 +797,10 @@ PyObject* context_run(PyObject* self, PyObject* const* args, size_t nargsf, PyOb
       return nullptr;
     }
     if (PyContext_Enter(s) < 0) return nullptr;
-    PyObject* result = nullptr;
-    try {
-      // Bind ctx in its stdlib context unless it already is.
-      PyObject* bobj = current_binding();
-      Binding* b = bobj ? binding_of(bobj) : nullptr;
-      if (!b || !(b->ctx == c.ctx) || !owned_here(*b, s)) bind_here(c.ctx, false);
-      Py_XDECREF(bobj);
-      result = PyObject_Vectorcall(args[0], args + 1, static_cast<size_t>(nargs - 1), kwnames);
-    } catch (...) {
-      PyContext_Exit(s);
-      throw;
-    }
+    run_frame frame{s, &c.ctx, run_top};
+    run_top = &frame;
+    PyObject* result = PyObject_Vectorcall(args[0], args + 1, static_cast<size_t>(nargs - 1), kwnames);
+    run_top = frame.prev;
     // Keep an exception raised by the call: exiting cannot fail here.
     PyObject *et, *ev, *tb;
     PyErr_Fetch(&et, &ev, &tb);

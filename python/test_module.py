@@ -201,7 +201,57 @@ async def scenario_tasks(mod, log):
     log.append(("snapshot", snap[v], v.get()))
 
 
+STD = contextvars.ContextVar("std")
+
+
+async def scenario_divergence(mod, log):
+    """A task whose stdlib mapping diverged (it set a stdlib variable) must still
+    not see its parent's later writes; nor a context copied before them."""
+    v = mod.ContextVar("v", default="-")
+
+    async def child(started, go):
+        STD.set("child")
+        started.set()
+        await go.wait()
+        log.append(("child", v.get()))
+        v.set("child wrote")
+        log.append(("child after", v.get()))
+
+    v.set("before")
+    started, go = asyncio.Event(), asyncio.Event()
+    t = asyncio.create_task(child(started, go))
+    await started.wait()
+    snap = mod.copy_context()
+    STD.set("parent")
+    v.set("parent wrote later")
+    go.set()
+    await t
+    log.append(("parent", v.get(), snap[v]))
+
+    # Context.run: a task created inside sees the Context's values, not later ones
+    ctx = mod.copy_context()
+    ctx.run(v.set, "in ctx")
+    async def reader():
+        return v.get()
+    task = ctx.run(asyncio.create_task, reader())
+    ctx.run(v.set, "in ctx later")
+    log.append(("task in ctx", await task, ctx[v], v.get()))
+    # a copy of a Context does not see the Context's later writes
+    c2 = ctx.copy()
+    ctx.run(v.set, "after copy")
+    log.append(("copy", c2[v], c2.run(v.get), ctx[v]))
+
+
 class Asyncio(unittest.TestCase):
+    def test_a_task_whose_stdlib_mapping_diverged_is_still_isolated(self):
+        logs = []
+        for mod in MODULES:
+            log = []
+            asyncio.run(scenario_divergence(mod, log))
+            logs.append(log)
+        self.assertEqual(logs[0], logs[1])
+        self.assertIn(("child", "before"), logs[1])
+
     def test_tasks_callbacks_threads_and_tokens_behave_as_the_stdlibs(self):
         logs = []
         for mod in MODULES:
