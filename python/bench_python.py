@@ -45,6 +45,18 @@ def table(where, number):
     return rows
 
 
+def guard_cost(number):
+    """The cost of calling_context: one C++ call with and without the guard."""
+    try:
+        import request_log
+    except ImportError:
+        return []
+    request_log.request_id.set("r")
+    plain = measure("f('x')", {"f": request_log.log_line_unguarded}, number)
+    guarded = measure("f('x')", {"f": request_log.log_line}, number)
+    return [f"| C++ call, no guard / with `calling_context` | {plain:.0f} ns | {guarded:.0f} ns | +{guarded - plain:.0f} ns |"]
+
+
 def main():
     number = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     print("| operation | where | contextvars | ctxvars | ratio |")
@@ -56,6 +68,13 @@ def main():
         return table("asyncio task", number)
     for r in asyncio.run(in_task()):
         print(r)
+    rows = guard_cost(number)
+    if rows:
+        print()
+        print("| call | plain | guarded | guard |")
+        print("|---|---|---|---|")
+        for r in rows:
+            print(r)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ PYBIND11_MODULE(request_log, m) {
   m.def("log_line", &log_line, py::call_guard<calling_context>());
   m.def("assign_request_id", &assign_request_id, py::call_guard<calling_context>());
   m.def("slow_log_line", &slow_log_line, py::call_guard<calling_context, py::gil_scoped_release>());
+  // The same call without the guard (reads the thread's own context): the cost
+  // baseline for python/bench_python.py.
+  m.def("log_line_unguarded", &log_line);
   // The variable itself, with ContextVar's get/set/reset.
   ctxvars::python::expose(m, "request_id", request_id);
 }
