@@ -23,12 +23,12 @@ namespace {
 // C++ core copies or drops values: copies always under the GIL (inside calls
 // from Python); a destruction at thread exit takes the GIL if the interpreter
 // is still alive, and otherwise leaks the reference (nothing left to free it).
-// This thread's own Python thread state (cached; null for a thread Python never saw).
-[[gnu::tls_model("initial-exec")]] thread_local PyThreadState* cached_thread_state = nullptr;
-inline PyThreadState* this_thread_state() noexcept {
-  PyThreadState* t = cached_thread_state;
-  if (!t) t = cached_thread_state = PyGILState_GetThisThreadState();
-  return t;
+// True if the calling thread holds the GIL. The thread state holding the GIL is
+// that of a live thread, so equal thread ids mean this thread. (PyGILState_Check
+// costs a TSS look-up; this is two loads and pthread_self.)
+inline bool this_thread_holds_gil() noexcept {
+  PyThreadState* holder = _PyThreadState_UncheckedGet();
+  return holder && holder->thread_id == PyThread_get_thread_ident();
 }
 
 class pyref {
@@ -54,9 +54,8 @@ class pyref {
   explicit pyref(PyObject* o) noexcept : p_(o) {}
   static void drop(PyObject* o) noexcept {
     if (!o) return;
-    // The common case, first: this thread holds the GIL (the thread state holding
-    // it is this thread's own; PyGILState_Check costs a TSS look-up).
-    if (PyThreadState* holder = _PyThreadState_UncheckedGet(); holder && holder == this_thread_state()) {
+    // The common case first.
+    if (this_thread_holds_gil()) {
       Py_DECREF(o);
       return;
     }
