@@ -275,5 +275,49 @@ class Asyncio(unittest.TestCase):
             self.assertEqual(v.get(), 1, mod.__name__)
 
 
+class Threads(unittest.TestCase):
+    def test_a_context_running_in_one_thread_refuses_another_like_the_stdlibs(self):
+        import threading
+        for mod in MODULES:
+            ctx = mod.Context()
+            inside, release = threading.Event(), threading.Event()
+            def hold():
+                inside.set()
+                release.wait()
+            t = threading.Thread(target=ctx.run, args=(hold,))
+            t.start()
+            inside.wait()
+            try:
+                r = outcome(ctx.run, lambda: None)
+            finally:
+                release.set()
+                t.join()
+            self.assertEqual(r[:2], ("raise", "RuntimeError"), mod.__name__)
+            self.assertIn("is already entered", r[2])
+
+    def test_event_loops_in_many_threads_keep_their_tasks_apart(self):
+        import threading
+        v = ctxvars.ContextVar("v", default=None)
+        errors = []
+        def loop_thread(n):
+            async def task(i):
+                v.set((n, i))
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                    if v.get() != (n, i):
+                        errors.append((n, i, v.get()))
+            async def main():
+                await asyncio.gather(*(task(i) for i in range(20)))
+                return v.get()
+            if asyncio.run(main()) is not None:
+                errors.append((n, "main saw a task's value"))
+        for _ in range(3):  # thread churn: new threads reuse dead ones' memory
+            threads = [threading.Thread(target=loop_thread, args=(n,)) for n in range(4)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+        self.assertEqual(errors, [])
+        self.assertIsNone(v.get())
+
+
 if __name__ == "__main__":
     unittest.main()
