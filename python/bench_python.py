@@ -1,6 +1,6 @@
 """ctxvars vs the stdlib's contextvars, from Python, in one process.
 
-timeit loops (best of 7 repeats) for ContextVar.get, set, set+reset and
+timeit loops (best of 15 repeats) for ContextVar.get, set, set+reset and
 copy_context().run, each measured for both modules in the same run; prints a
 Markdown table with the ratio ctxvars / stdlib (target: at most 1.5).
 Run: PYTHONPATH=build/release/python python3.11 python/bench_python.py
@@ -32,7 +32,7 @@ def cases(mod):
 
 
 def measure(stmt, env, number):
-    return min(timeit.repeat(stmt, globals=env, number=number, repeat=7)) / number * 1e9
+    return min(timeit.repeat(stmt, globals=env, number=number, repeat=15)) / number * 1e9
 
 
 def table(where, number):
@@ -54,7 +54,12 @@ def guard_cost(number):
     request_log.request_id.set("r")
     plain = measure("f('x')", {"f": request_log.log_line_unguarded}, number)
     guarded = measure("f('x')", {"f": request_log.log_line}, number)
-    return [f"| C++ call, no guard / with `calling_context` | {plain:.0f} ns | {guarded:.0f} ns | +{guarded - plain:.0f} ns |"]
+    rows = [f"| C++ call, no guard / with `calling_context` | {plain:.0f} ns | {guarded:.0f} ns | +{guarded - plain:.0f} ns |"]
+    n = 10_000_000
+    get = min(request_log.ns_per_get(n) for _ in range(5))
+    tl = min(request_log.ns_per_thread_local_read(n) for _ in range(5))
+    rows.append(f"| C++ `peek()` inside the call vs a `thread_local` in the extension | {tl:.2f} ns | {get:.2f} ns | {get / tl:.1f}x |")
+    return rows
 
 
 def main():
