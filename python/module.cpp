@@ -26,9 +26,13 @@ namespace {
 // True if the calling thread holds the GIL. The thread state holding the GIL is
 // that of a live thread, so equal thread ids mean this thread. (PyGILState_Check
 // costs a TSS look-up; this is two loads and pthread_self.)
+[[gnu::tls_model("initial-exec")]] thread_local unsigned long cached_thread_ident = 0;
 inline bool this_thread_holds_gil() noexcept {
   PyThreadState* holder = _PyThreadState_UncheckedGet();
-  return holder && holder->thread_id == PyThread_get_thread_ident();
+  if (!holder) return false;
+  unsigned long me = cached_thread_ident;
+  if (!me) me = cached_thread_ident = PyThread_get_thread_ident();
+  return holder->thread_id == me;
 }
 
 class pyref {
@@ -368,7 +372,10 @@ struct run_frame {
 ctxvars::context& writable() {
   PyObject* bobj = current_binding();
   PyObject* here = current_stdlib_context();
-  pyref keep = pyref::steal(bobj);
+  struct owned {  // our reference to the Binding (the GIL is held throughout)
+    PyObject* p;
+    ~owned() { Py_XDECREF(p); }
+  } keep{bobj};
   Binding* b = bobj ? binding_of(bobj) : nullptr;
   if (run_top && run_top->stdlib == here && !(b && owned_here(*b, here))) {
     // The first write inside Context.run: the Context's own context.
@@ -602,8 +609,13 @@ PyObject* var_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) noexc
   }
   return guarded([&]() -> PyObject* {
     ContextVar& v = *built<ContextVar>(self);
-    pyref keep;
-    if (const Binding* b = readable_binding(keep)) {
+    PyObject* bobj = nullptr;
+    if (PyContextVar_Get(carrier, nullptr, &bobj) < 0) return nullptr;
+    if (bobj) {
+      // The current stdlib context holds the Binding, and nothing here runs Python
+      // code that could change that: no reference of our own needed.
+      Py_DECREF(bobj);
+      const Binding* b = binding_of(bobj);
       const auto id = v.var.id();
       if (owned_here(*b, PyThreadState_Get()->context)) {
         // Only this thread writes the context it owns: no snapshot needed.
