@@ -27,6 +27,13 @@ install(TARGETS ctxvars EXPORT ctxvars-targets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT core NAMELINK_COMPONENT core
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT core
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The shared core (built with CTXVARS_WITH_PYTHON): the Python module and C++
+# extensions called from Python link this one copy of the core's state.
+if(TARGET ctxvars_shared)
+  install(TARGETS ctxvars_shared EXPORT ctxvars-targets
+          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT core NAMELINK_COMPONENT core
+          RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT core)
+endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/ctxvars DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT core)
 install(EXPORT ctxvars-targets NAMESPACE ctxvars:: FILE ctxvars-targets.cmake
         DESTINATION ${CTXVARS_INSTALL_CMAKEDIR} COMPONENT core)
