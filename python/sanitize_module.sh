@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the Python module's tests under g++ sanitizers: the module, the example
-# extension and libctxvars.so built with -fsanitize=..., the stock python3.11 with
+# extension and libctxvars_shared.so built with -fsanitize=..., the stock python3.11 with
 # the runtime preloaded.
 #   python/sanitize_module.sh [address,undefined|thread]...   (default: both)
 set -euo pipefail

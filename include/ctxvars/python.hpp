@@ -7,7 +7,7 @@
 //
 //   m.def("log", &log, py::call_guard<ctxvars::python::calling_context>());
 //
-// and the extension links `ctxvars::shared` (libctxvars.so), the one core the
+// and the extension links `ctxvars::shared` (libctxvars_shared.so), the one core the
 // `ctxvars` Python module uses too (two static copies of the core would each keep
 // their own current context per thread).
 //
