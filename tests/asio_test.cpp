@@ -1,9 +1,7 @@
-#include "ctxvars/asio.hpp"
+#include "asio_test_net.hpp"
 
 #include <gtest/gtest.h>
 
-#include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -12,9 +10,8 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using asio::awaitable;
-using asio::use_awaitable;
-namespace cx = ctxvars::asio;
+using net::awaitable;
+using net::use_awaitable;
 
 namespace {
 
@@ -23,7 +20,7 @@ thread_local int tl_rid = -1;  // the thing ctxvars replaces
 int global_rid = -1;
 
 awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  net::steady_timer t(co_await net::this_coro::executor, d);
   co_await t.async_wait(use_awaitable);
 }
 
@@ -39,16 +36,16 @@ awaitable<void> request(int id, std::atomic<int>& ctx_bad, std::atomic<int>& tl_
   }
 }
 
-void run_threads(asio::io_context& io, int n) {
+void run_threads(net::io_context& io, int n) {
   std::vector<std::thread> ts;
   for (int i = 0; i < n; ++i) ts.emplace_back([&] { io.run(); });
   for (auto& t : ts) t.join();
 }
 
 TEST(Asio, InterleavedTasksOnOneThreadEachKeepTheirOwnValue) {
-  asio::io_context io;
+  net::io_context io;
   std::atomic<int> ctx_bad{0}, tl_bad{0};
-  for (int i = 0; i < 50; ++i) cx::co_spawn(io, request(i, ctx_bad, tl_bad, 5), asio::detached);
+  for (int i = 0; i < 50; ++i) cx::co_spawn(io, request(i, ctx_bad, tl_bad, 5), net::detached);
   io.run();
   EXPECT_EQ(ctx_bad.load(), 0);
   EXPECT_GT(tl_bad.load(), 0) << "thread_local should bleed between interleaved tasks";
@@ -56,21 +53,21 @@ TEST(Asio, InterleavedTasksOnOneThreadEachKeepTheirOwnValue) {
 }
 
 TEST(Asio, TasksHoppingBetweenFourThreadsKeepTheirOwnValue) {
-  asio::io_context io;
+  net::io_context io;
   std::atomic<int> ctx_bad{0}, tl_bad{0};
-  for (int i = 0; i < 200; ++i) cx::co_spawn(io.get_executor(), request(i, ctx_bad, tl_bad, 5), asio::detached);
+  for (int i = 0; i < 200; ++i) cx::co_spawn(io.get_executor(), request(i, ctx_bad, tl_bad, 5), net::detached);
   run_threads(io, 4);
   EXPECT_EQ(ctx_bad.load(), 0);
 }
 
 TEST(Asio, ASpawnedTaskRunsInACopyOfTheCallersContext) {
-  asio::io_context io;
+  net::io_context io;
   (void)rid.set(5);
   auto f = cx::co_spawn(io, []() -> awaitable<int> {
     const int seen = rid.get();
     (void)rid.set(6);
     co_return seen;
-  }(), asio::use_future);
+  }(), net::use_future);
   (void)rid.set(7);  // after the spawn: not seen by the task
   io.run();
   EXPECT_EQ(f.get(), 5);
@@ -79,13 +76,13 @@ TEST(Asio, ASpawnedTaskRunsInACopyOfTheCallersContext) {
 }
 
 TEST(Asio, TheExplicitContextOverloadRunsInThatContext) {
-  asio::io_context io;
+  net::io_context io;
   ctxvars::context c;
   cx::co_spawn(io, c, []() -> awaitable<void> {
     (void)rid.set(11);
     co_await sleep_for(1ms);
     (void)rid.set(rid.get() + 1);
-  }(), asio::detached);
+  }(), net::detached);
   io.run();
   EXPECT_EQ(c.get(rid), 12);
   EXPECT_FALSE(c.entered());
@@ -97,78 +94,78 @@ awaitable<void> child_sets(int v) {
 }
 
 TEST(Asio, DirectAwaitSharesTheContextNestedSpawnCopiesIt) {
-  asio::io_context io;
+  net::io_context io;
   auto f = cx::co_spawn(io, []() -> awaitable<std::pair<int, int>> {
     (void)rid.set(1);
     co_await child_sets(2);  // direct await: shares
     const int after_direct = rid.get();
-    co_await cx::co_spawn(co_await asio::this_coro::executor, child_sets(3), use_awaitable);  // nested task: a copy
+    co_await cx::co_spawn(co_await net::this_coro::executor, child_sets(3), use_awaitable);  // nested task: a copy
     co_return std::pair{after_direct, rid.get()};
-  }(), asio::use_future);
+  }(), net::use_future);
   io.run();
   EXPECT_EQ(f.get(), (std::pair<int, int>{2, 2}));
 }
 
 TEST(Asio, NestedSpawnsOnAMultiThreadedContextDoNotFightOverTheParentsContext) {
-  asio::io_context io;
+  net::io_context io;
   std::atomic<int> bad{0};
   auto parent = [](std::atomic<int>& b) -> awaitable<void> {
     (void)rid.set(100);
-    auto ex = co_await asio::this_coro::executor;
+    auto ex = co_await net::this_coro::executor;
     for (int i = 0; i < 20; ++i)
       cx::co_spawn(ex, [](int id, std::atomic<int>& bb) -> awaitable<void> {
         if (rid.get() != 100) ++bb;  // inherited from the parent
         (void)rid.set(id);
         co_await sleep_for(2ms);
         if (rid.get() != id) ++bb;
-      }(i, b), asio::detached);
+      }(i, b), net::detached);
     co_await sleep_for(5ms);
     if (rid.get() != 100) ++b;
   };
-  for (int k = 0; k < 10; ++k) cx::co_spawn(io, parent(bad), asio::detached);
+  for (int k = 0; k < 10; ++k) cx::co_spawn(io, parent(bad), net::detached);
   run_threads(io, 4);
   EXPECT_EQ(bad.load(), 0);
 }
 
 TEST(Asio, StrandsPostAndDispatchKeepTheContext) {
-  asio::io_context io;
+  net::io_context io;
   std::atomic<int> bad{0};
-  auto strand = asio::make_strand(io);
+  auto strand = net::make_strand(io);
   for (int i = 0; i < 50; ++i)
     cx::co_spawn(strand, [](int id, std::atomic<int>& b) -> awaitable<void> {
       (void)rid.set(id);
-      auto ex = co_await asio::this_coro::executor;
-      co_await asio::post(ex, use_awaitable);
+      auto ex = co_await net::this_coro::executor;
+      co_await net::post(ex, use_awaitable);
       if (rid.get() != id) ++b;
-      co_await asio::dispatch(ex, use_awaitable);  // completes inline
+      co_await net::dispatch(ex, use_awaitable);  // completes inline
       if (rid.get() != id) ++b;
-      co_await asio::post(asio::make_strand(ex), use_awaitable);
+      co_await net::post(net::make_strand(ex), use_awaitable);
       if (rid.get() != id) ++b;
-    }(i, bad), asio::detached);
+    }(i, bad), net::detached);
   run_threads(io, 3);
   EXPECT_EQ(bad.load(), 0);
 }
 
 TEST(Asio, AHandlerRunningWhileATaskIsSuspendedSeesItsOwnContext) {
-  asio::io_context io;
+  net::io_context io;
   int seen = 0, seen_on_task_executor = 0;
-  cx::co_spawn(io, [](asio::io_context& ioc, int& s, int& st) -> awaitable<void> {
+  cx::co_spawn(io, [](net::io_context& ioc, int& s, int& st) -> awaitable<void> {
     (void)rid.set(1);
-    asio::post(ioc, [&s] { s = rid.get(); });  // a plain handler: the thread's own context
-    asio::post(co_await asio::this_coro::executor, [&st] { st = rid.get(); });  // the task's
+    net::post(ioc, [&s] { s = rid.get(); });  // a plain handler: the thread's own context
+    net::post(co_await net::this_coro::executor, [&st] { st = rid.get(); });  // the task's
     co_await sleep_for(2ms);
-  }(io, seen, seen_on_task_executor), asio::detached);
+  }(io, seen, seen_on_task_executor), net::detached);
   io.run();
   EXPECT_EQ(seen, -1);
   EXPECT_EQ(seen_on_task_executor, 1);
 }
 
 TEST(Asio, BoundCallbacksCarryTheCallersContext) {
-  asio::io_context io;
+  net::io_context io;
   int seen = 0;
   ctxvars::context().run([&] {
     (void)rid.set(33);
-    asio::post(io, ctxvars::bind([&] { seen = rid.get(); }));
+    net::post(io, ctxvars::bind([&] { seen = rid.get(); }));
   });
   io.run();
   EXPECT_EQ(seen, 33);
@@ -180,26 +177,26 @@ awaitable<int> read_rid_twice() {
 }
 
 TEST(Asio, BindKeepsTheHandlersExecutorAllocatorAndCancellationSlot) {
-  asio::io_context io;
-  auto strand = asio::make_strand(io);
-  asio::cancellation_signal sig;
+  net::io_context io;
+  auto strand = net::make_strand(io);
+  net::cancellation_signal sig;
   bool on_strand = false, cancelled = false;
   int seen = 0;
-  asio::steady_timer timer(io, std::chrono::seconds(10));
+  net::steady_timer timer(io, std::chrono::seconds(10));
   ctxvars::context().run([&] {
     (void)rid.set(44);
-    auto h = asio::bind_cancellation_slot(
-        sig.slot(), asio::bind_executor(strand, [&](std::error_code ec) {
+    auto h = net::bind_cancellation_slot(
+        sig.slot(), net::bind_executor(strand, [&](net_error_code ec) {
           on_strand = strand.running_in_this_thread();
-          cancelled = ec == asio::error::operation_aborted;
+          cancelled = ec == net::error::operation_aborted;
           seen = rid.get();
         }));
     auto bound = ctxvars::bind(h);
-    static_assert(std::is_same_v<asio::associated_executor_t<decltype(bound)>, decltype(strand)>);
-    EXPECT_TRUE(asio::get_associated_cancellation_slot(bound).is_connected());
+    static_assert(std::is_same_v<net::associated_executor_t<decltype(bound)>, decltype(strand)>);
+    EXPECT_TRUE(net::get_associated_cancellation_slot(bound).is_connected());
     timer.async_wait(std::move(bound));
   });
-  asio::post(io, [&] { sig.emit(asio::cancellation_type::terminal); });
+  net::post(io, [&] { sig.emit(net::cancellation_type::terminal); });
   run_threads(io, 2);
   EXPECT_TRUE(on_strand) << "the handler ran on its strand";
   EXPECT_TRUE(cancelled) << "the cancellation slot reached the timer";
@@ -207,7 +204,7 @@ TEST(Asio, BindKeepsTheHandlersExecutorAllocatorAndCancellationSlot) {
 }
 
 TEST(Asio, CompletionTokensFutureCallbackAndAwaitable) {
-  asio::io_context io;
+  net::io_context io;
   (void)rid.set(2);
   int cb_value = 0;
   std::exception_ptr cb_error;
@@ -216,8 +213,8 @@ TEST(Asio, CompletionTokensFutureCallbackAndAwaitable) {
     cb_value = v;
   });
   auto fut = cx::co_spawn(io, []() -> awaitable<int> {
-    co_return co_await cx::co_spawn(co_await asio::this_coro::executor, read_rid_twice(), use_awaitable);
-  }, asio::use_future);  // the function-object overload
+    co_return co_await cx::co_spawn(co_await net::this_coro::executor, read_rid_twice(), use_awaitable);
+  }, net::use_future);  // the function-object overload
   io.run();
   EXPECT_FALSE(cb_error);
   EXPECT_EQ(cb_value, 4);
@@ -226,31 +223,31 @@ TEST(Asio, CompletionTokensFutureCallbackAndAwaitable) {
 }
 
 TEST(Asio, ExceptionsReachTheCompletionTokenAndTheThreadKeepsItsContext) {
-  asio::io_context io;
+  net::io_context io;
   auto fut = cx::co_spawn(io, []() -> awaitable<int> {
     (void)rid.set(9);
     co_await sleep_for(1ms);
     throw std::runtime_error("handler failed");
-  }(), asio::use_future);
+  }(), net::use_future);
   io.run();
   EXPECT_THROW(fut.get(), std::runtime_error);
   EXPECT_EQ(rid.get(), -1);
 }
 
 TEST(Asio, CancellationWakesTheTaskInItsOwnContext) {
-  asio::io_context io;
-  asio::cancellation_signal sig;
+  net::io_context io;
+  net::cancellation_signal sig;
   int seen_in_catch = 0;
   cx::co_spawn(io, [](int& seen) -> awaitable<void> {
     (void)rid.set(77);
     try {
       co_await sleep_for(10s);
-    } catch (const std::system_error& e) {
-      if (e.code() == asio::error::operation_aborted) seen = rid.get();
+    } catch (const net_system_error& e) {
+      if (e.code() == net::error::operation_aborted) seen = rid.get();
     }
-  }(seen_in_catch), asio::bind_cancellation_slot(sig.slot(), asio::detached));
-  asio::steady_timer t(io, 5ms);
-  t.async_wait([&](auto) { sig.emit(asio::cancellation_type::terminal); });
+  }(seen_in_catch), net::bind_cancellation_slot(sig.slot(), net::detached));
+  net::steady_timer t(io, 5ms);
+  t.async_wait([&](auto) { sig.emit(net::cancellation_type::terminal); });
   io.run();
   EXPECT_EQ(seen_in_catch, 77);
 }
@@ -263,78 +260,78 @@ awaitable<int> branch(int v) {
 }
 
 TEST(Asio, GatherRunsEachBranchInItsOwnCopy) {
-  asio::io_context io;
+  net::io_context io;
   auto fut = cx::co_spawn(io, []() -> awaitable<std::tuple<int, int, int>> {
     (void)rid.set(5);
     auto [a, b] = co_await cx::gather(branch(10), branch(11));
     co_return std::tuple{a, b, rid.get()};
-  }(), asio::use_future);
+  }(), net::use_future);
   run_threads(io, 2);
   EXPECT_EQ(fut.get(), (std::tuple<int, int, int>{5, 5, 5}));
 }
 
 TEST(Asio, GatherRethrowsTheFirstFailure) {
-  asio::io_context io;
+  net::io_context io;
   auto fut = cx::co_spawn(io, []() -> awaitable<int> {
     auto [a, b] = co_await cx::gather(branch(1), []() -> awaitable<int> {
       co_await sleep_for(1ms);
       throw std::runtime_error("branch");
     }());
     co_return a + b;
-  }(), asio::use_future);
+  }(), net::use_future);
   io.run();
   EXPECT_THROW(fut.get(), std::runtime_error);
 }
 
 TEST(Asio, AwaitableOperatorsShareOneContextBetweenBranches) {
   // The documented trap: && runs both branches inside ONE task's context.
-  using namespace asio::experimental::awaitable_operators;
-  asio::io_context io;
+  using namespace net::experimental::awaitable_operators;
+  net::io_context io;
   auto fut = cx::co_spawn(io, []() -> awaitable<int> {
     (void)rid.set(0);
     co_await ([]() -> awaitable<void> { (void)rid.set(1); co_return; }() &&
               sleep_for(2ms));
     co_return rid.get();
-  }(), asio::use_future);
+  }(), net::use_future);
   io.run();
   EXPECT_EQ(fut.get(), 1) << "a branch's set is visible to the whole task";
 }
 
 // A real socket round trip: each connection handled by a task whose request
 // id must survive the socket waits.
-awaitable<void> serve_one(asio::ip::tcp::socket s, std::atomic<int>& bad) {
+awaitable<void> serve_one(net::ip::tcp::socket s, std::atomic<int>& bad) {
   char buf[16];
-  const std::size_t n = co_await s.async_read_some(asio::buffer(buf), use_awaitable);
+  const std::size_t n = co_await s.async_read_some(net::buffer(buf), use_awaitable);
   const int id = std::stoi(std::string(buf, n));
   (void)rid.set(id);
   co_await sleep_for(std::chrono::milliseconds(id % 4));
   const std::string reply = std::to_string(rid.get());
   if (rid.get() != id) ++bad;
-  co_await asio::async_write(s, asio::buffer(reply), use_awaitable);
+  co_await net::async_write(s, net::buffer(reply), use_awaitable);
 }
 
 TEST(Asio, SocketsOnLoopbackKeepEachConnectionsContext) {
-  asio::io_context io;
-  asio::ip::tcp::acceptor acc(io, {asio::ip::make_address("127.0.0.1"), 0});
+  net::io_context io;
+  net::ip::tcp::acceptor acc(io, {net::ip::make_address("127.0.0.1"), 0});
   const auto ep = acc.local_endpoint();
   std::atomic<int> bad{0}, ok{0};
   constexpr int clients = 40;
-  cx::co_spawn(io, [](asio::ip::tcp::acceptor& a, std::atomic<int>& b) -> awaitable<void> {
+  cx::co_spawn(io, [](net::ip::tcp::acceptor& a, std::atomic<int>& b) -> awaitable<void> {
     for (int i = 0; i < clients; ++i) {
       auto s = co_await a.async_accept(use_awaitable);
-      cx::co_spawn(a.get_executor(), serve_one(std::move(s), b), asio::detached);
+      cx::co_spawn(a.get_executor(), serve_one(std::move(s), b), net::detached);
     }
-  }(acc, bad), asio::detached);
+  }(acc, bad), net::detached);
   for (int i = 0; i < clients; ++i)
-    cx::co_spawn(io, [](asio::ip::tcp::endpoint e, int id, std::atomic<int>& good) -> awaitable<void> {
-      asio::ip::tcp::socket s(co_await asio::this_coro::executor);
+    cx::co_spawn(io, [](net::ip::tcp::endpoint e, int id, std::atomic<int>& good) -> awaitable<void> {
+      net::ip::tcp::socket s(co_await net::this_coro::executor);
       co_await s.async_connect(e, use_awaitable);
       const std::string msg = std::to_string(id);
-      co_await asio::async_write(s, asio::buffer(msg), use_awaitable);
+      co_await net::async_write(s, net::buffer(msg), use_awaitable);
       char buf[16];
-      const std::size_t n = co_await s.async_read_some(asio::buffer(buf), use_awaitable);
+      const std::size_t n = co_await s.async_read_some(net::buffer(buf), use_awaitable);
       if (std::string(buf, n) == msg) ++good;
-    }(ep, 1000 + i, ok), asio::detached);
+    }(ep, 1000 + i, ok), net::detached);
   run_threads(io, 4);
   EXPECT_EQ(bad.load(), 0);
   EXPECT_EQ(ok.load(), clients);
@@ -351,22 +348,22 @@ struct counted_id {
 TEST(AsioStress, ThousandsOfTasksOnAFourThreadIoContextKeepTheirValuesAndFreeThemOnce) {
   {
     ctxvars::context_var<counted_id> cid("cid");
-    asio::io_context io;
+    net::io_context io;
     std::atomic<int> bad{0}, finished{0};
     for (int i = 0; i < 3000; ++i)
       cx::co_spawn(io, [](ctxvars::context_var<counted_id>& v, int id, std::atomic<int>& b,
                           std::atomic<int>& f) -> awaitable<void> {
         (void)v.set(counted_id(id));
-        auto ex = co_await asio::this_coro::executor;
+        auto ex = co_await net::this_coro::executor;
         for (int k = 0; k < 4; ++k) {
           if (k % 2)
-            co_await asio::post(ex, use_awaitable);
+            co_await net::post(ex, use_awaitable);
           else
             co_await sleep_for(std::chrono::milliseconds(k));
           if (v.get().v != id) ++b;
         }
         ++f;
-      }(cid, i, bad, finished), asio::detached);
+      }(cid, i, bad, finished), net::detached);
     run_threads(io, 4);
     EXPECT_EQ(bad.load(), 0);
     EXPECT_EQ(finished.load(), 3000);

@@ -77,3 +77,58 @@ auto bind(context c, F&& f) {
 }
 
 }  // namespace ctxvars
+
+// ---- Asio associations, whether or not an adapter header is included --------
+//
+// asio::post(ex, ctxvars::bind(h)) or timer.async_wait(ctxvars::bind(h)): the
+// bound function object reports h's associated executor, allocator and
+// cancellation slot (and any other associator), so binding a context never
+// moves a handler off its strand or drops its cancellation slot. Declared
+// here, not in the adapter headers, so that a file including only
+// <ctxvars/ctxvars.hpp> cannot lose an association silently. Asio's generic
+// `associator` hook (standalone Asio >= 1.22, Boost >= 1.80) is forward-
+// declared exactly as Asio declares it, for both Asios; the partial
+// specialisations are only instantiated by code that uses Asio. (This
+// declares the namespaces ::asio and ::boost::asio.)
+namespace asio {
+template <template <typename, typename> class Associator, typename T, typename DefaultCandidate>
+struct associator;
+template <template <typename, typename> class Associator, class F, class DefaultCandidate>
+struct associator<Associator, ::ctxvars::detail::snapshot_bound<F>, DefaultCandidate> {
+  using type = typename Associator<F, DefaultCandidate>::type;
+  static decltype(auto) get(const ::ctxvars::detail::snapshot_bound<F>& b,
+                            const DefaultCandidate& c = DefaultCandidate()) noexcept {
+    return Associator<F, DefaultCandidate>::get(b.function(), c);
+  }
+};
+template <template <typename, typename> class Associator, class F, class DefaultCandidate>
+struct associator<Associator, ::ctxvars::detail::context_bound<F>, DefaultCandidate> {
+  using type = typename Associator<F, DefaultCandidate>::type;
+  static decltype(auto) get(const ::ctxvars::detail::context_bound<F>& b,
+                            const DefaultCandidate& c = DefaultCandidate()) noexcept {
+    return Associator<F, DefaultCandidate>::get(b.function(), c);
+  }
+};
+}  // namespace asio
+
+// The same for Boost.Asio.
+namespace boost::asio {
+template <template <typename, typename> class Associator, typename T, typename DefaultCandidate>
+struct associator;
+template <template <typename, typename> class Associator, class F, class DefaultCandidate>
+struct associator<Associator, ::ctxvars::detail::snapshot_bound<F>, DefaultCandidate> {
+  using type = typename Associator<F, DefaultCandidate>::type;
+  static decltype(auto) get(const ::ctxvars::detail::snapshot_bound<F>& b,
+                            const DefaultCandidate& c = DefaultCandidate()) noexcept {
+    return Associator<F, DefaultCandidate>::get(b.function(), c);
+  }
+};
+template <template <typename, typename> class Associator, class F, class DefaultCandidate>
+struct associator<Associator, ::ctxvars::detail::context_bound<F>, DefaultCandidate> {
+  using type = typename Associator<F, DefaultCandidate>::type;
+  static decltype(auto) get(const ::ctxvars::detail::context_bound<F>& b,
+                            const DefaultCandidate& c = DefaultCandidate()) noexcept {
+    return Associator<F, DefaultCandidate>::get(b.function(), c);
+  }
+};
+}  // namespace boost::asio

@@ -38,10 +38,14 @@ class context {
   context(const context& o) noexcept : impl_(o.impl_) { impl_->retain(); }
   // Moving is copying: a handle always refers to a context.
   context(context&& o) noexcept : context(static_cast<const context&>(o)) {}
+  // Rebinds the handle. The old context may die here, running its values'
+  // destructors (user code that may read or assign this very handle): the
+  // handle is repointed first and the old context released last.
   context& operator=(const context& o) noexcept {
+    detail::context_impl* prev = impl_;
     o.impl_->retain();
-    impl_->release();
     impl_ = o.impl_;
+    prev->release();
     return *this;
   }
   context& operator=(context&& o) noexcept { return *this = static_cast<const context&>(o); }
@@ -81,7 +85,7 @@ class context {
   // True while some thread is inside (run, or a task running in it).
   bool entered() const noexcept { return impl_->entered(); }
   // True when this is the calling thread's current context.
-  bool is_current() const noexcept { return detail::tls.current == impl_; }
+  bool is_current() const noexcept { return detail::this_thread_state().current == impl_; }
 
   // One (variable, value) pair of a context, seen through iteration. Keeps its
   // value alive; valid even after the variable is destroyed.
@@ -103,10 +107,11 @@ class context {
     const T* get_if() const noexcept {
       return holds<T>() ? &detail::box_value<T>(box_.get()) : nullptr;
     }
-    // The value; throws std::bad_cast if it is not a T.
+    // The value; throws entry_type_error (a std::bad_cast naming the
+    // variable, the stored type and T) if it is not a T.
     template <class T>
     const T& value() const {
-      if (!holds<T>()) throw std::bad_cast();
+      if (!holds<T>()) detail::throw_entry_type(box_->info->name, *box_->info->type, typeid(T));
       return detail::box_value<T>(box_.get());
     }
 
@@ -167,7 +172,7 @@ struct context_access {
 
 // A new context holding the current thread's variables. O(1).
 inline context copy_context() {
-  detail::context_impl* cur = detail::tls.current;
+  detail::context_impl* cur = detail::this_thread_state().current;
   // This thread is the only writer of its current context: no lock needed.
   return context(new detail::context_impl(true, cur ? cur->map : detail::context_map()));
 }

@@ -32,16 +32,13 @@ class token {
         old_(std::move(o.old_)),
         old_box_(std::move(o.old_box_)),
         had_old_(o.had_old_),
-        used_(std::exchange(o.used_, true)) {}
+        state_(std::exchange(o.state_, state::moved_from)) {}
+  // Takes o's place; what this token held (a value, a box: user destructors)
+  // is destroyed last, once both tokens are in their final state.
   token& operator=(token&& o) noexcept {
     if (this != &o) {
-      var_ = o.var_;
-      var_id_ = o.var_id_;
-      ctx_id_ = o.ctx_id_;
-      old_ = std::move(o.old_);
-      old_box_ = std::move(o.old_box_);
-      had_old_ = o.had_old_;
-      used_ = std::exchange(o.used_, true);
+      token taken(std::move(o));
+      swap(taken);
     }
     return *this;
   }
@@ -60,13 +57,24 @@ class token {
   }
   // Whether the variable had a value before the set (for any T).
   bool had_old_value() const noexcept { return had_old_; }
-  // True once reset() has consumed the token.
-  bool used() const noexcept { return used_; }
+  // True once reset() has consumed the token, and for a moved-from token.
+  bool used() const noexcept { return state_ != state::live; }
 
  private:
   friend class context_var<T>;
+  enum class state : unsigned char { live, used, moved_from };
   token(const context_var<T>* v, std::uint64_t var_id, std::uint64_t ctx_id) noexcept
       : var_(v), var_id_(var_id), ctx_id_(ctx_id) {}
+  void swap(token& o) noexcept {
+    using std::swap;
+    swap(var_, o.var_);
+    swap(var_id_, o.var_id_);
+    swap(ctx_id_, o.ctx_id_);
+    swap(old_, o.old_);
+    std::swap(old_box_, o.old_box_);
+    swap(had_old_, o.had_old_);
+    swap(state_, o.state_);
+  }
 
   const context_var<T>* var_;
   std::uint64_t var_id_;
@@ -74,7 +82,7 @@ class token {
   std::optional<T> old_;
   detail::box_ptr old_box_;  // the displaced box, reinstalled by reset without allocating
   bool had_old_ = false;
-  bool used_ = false;
+  state state_ = state::live;
 };
 
 // Guard returned by context_var::scoped_set: its destructor resets the token.
@@ -170,7 +178,7 @@ class context_var {
   // this thread sets or resets this variable, or leaves the context. Keep it
   // no longer than a local computation; never across co_await.
   const T* peek() const noexcept {
-    detail::thread_state& st = detail::tls;
+    detail::thread_state& st = detail::this_thread_state();
     const detail::cache_slot& s = detail::slot_for(st, id_);
     if (CTXVARS_LIKELY(s.id == id_ && s.version == st.version)) return static_cast<const T*>(s.value);
     return peek_slow();
@@ -192,11 +200,13 @@ class context_var {
     }
     const T* now = &detail::box_value<T>(box.get());
     c->assign(id_, std::move(box), t.old_box_);
+    // The cache first: the copy below is user code, which may set this very
+    // variable again (and then rewrites the slot itself).
+    remember(now);
+    t.had_old_ = static_cast<bool>(t.old_box_);
     if constexpr (std::is_nothrow_copy_constructible_v<T>) {
       if (t.old_box_) t.old_.emplace(detail::box_value<T>(t.old_box_.get()));
     }
-    t.had_old_ = static_cast<bool>(t.old_box_);
-    remember(now);
     return t;
   }
 
@@ -206,9 +216,9 @@ class context_var {
   // to another variable or was created in another context. Strong guarantee:
   // on any throw (std::bad_alloc included) neither the context nor `t` changed.
   void reset(token<T>& t) {
-    if (t.used_) detail::throw_used_token(name());
-    if (t.var_id_ != id_) detail::throw_foreign_var(name());
-    detail::context_impl* c = detail::tls.current;
+    if (t.state_ != token<T>::state::live) detail::throw_used_token(name(), t.state_ == token<T>::state::moved_from);
+    if (t.var_id_ != id_) detail::throw_foreign_var(name(), t.var_id_);
+    detail::context_impl* c = detail::this_thread_state().current;
     if (!c || c->id != t.ctx_id_) detail::throw_foreign_context(name());
     detail::box_ptr displaced;
     if (t.old_box_) {
@@ -219,7 +229,9 @@ class context_var {
       c->remove(id_, displaced);
       remember(nullptr);
     }
-    t.used_ = true;
+    t.state_ = token<T>::state::used;
+    // `displaced` dies last: its value's destructor (user code) sees the
+    // reset complete and the token used.
   }
 
   // set(value) now, reset when the returned guard is destroyed (see scoped_value).
@@ -227,7 +239,7 @@ class context_var {
 
  private:
   CTXVARS_NOINLINE const T* peek_slow() const noexcept {
-    detail::thread_state& st = detail::tls;
+    detail::thread_state& st = detail::this_thread_state();
     const T* v = nullptr;
     if (st.current)
       if (const detail::box_ptr* p = st.current->map.find(id_, id_)) v = &detail::box_value<T>(p->get());
@@ -235,7 +247,7 @@ class context_var {
     return v;
   }
   void remember(const T* v) const noexcept {
-    detail::thread_state& st = detail::tls;
+    detail::thread_state& st = detail::this_thread_state();
     detail::slot_for(st, id_) = {id_, st.version, v};
   }
 

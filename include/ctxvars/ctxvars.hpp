@@ -10,3 +10,4 @@
 #include "context.hpp"
 #include "context_var.hpp"
 #include "errors.hpp"
+#include "version.hpp"

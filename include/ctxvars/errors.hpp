@@ -3,8 +3,12 @@
 // spirit of Python's contextvars messages.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <typeinfo>
 
 namespace ctxvars {
 
@@ -31,10 +35,24 @@ struct context_in_use_error : std::logic_error {
   using std::logic_error::logic_error;
 };
 
+// context::entry::value<T>() on an entry whose value is not a T. Derives from
+// std::bad_cast (what a failed dynamic_cast of a reference throws); what()
+// names the variable, the stored type and the requested one.
+class entry_type_error : public std::bad_cast {
+ public:
+  explicit entry_type_error(const std::string& message) : msg_(std::make_shared<const std::string>(message)) {}
+  const char* what() const noexcept override { return msg_->c_str(); }
+
+ private:
+  std::shared_ptr<const std::string> msg_;  // shared: copying an exception must not throw
+};
+
 namespace detail {
 [[noreturn]] void throw_lookup(std::string_view var_name);
-[[noreturn]] void throw_used_token(std::string_view var_name);
-[[noreturn]] void throw_foreign_var(std::string_view var_name);
+[[noreturn]] void throw_used_token(std::string_view var_name, bool moved_from);
+[[noreturn]] void throw_foreign_var(std::string_view var_name, std::uint64_t token_var_id);
+[[noreturn]] void throw_entry_type(std::string_view var_name, const std::type_info& stored,
+                                   const std::type_info& requested);
 [[noreturn]] void throw_foreign_context(std::string_view var_name);
 }  // namespace detail
 

@@ -118,19 +118,19 @@ struct chain_state {
 
   // Private chains, outside only.
   CTXVARS_ALWAYS_INLINE void enter_private() noexcept {
-    prev = switch_to(tls, impl);
+    prev = switch_to(this_thread_state(), impl);
     mode = private_in;
   }
   // Private chains, inside only.
   CTXVARS_ALWAYS_INLINE void leave_private() noexcept {
     mode = private_out;
-    switch_back(tls, impl, prev);
+    switch_back(this_thread_state(), impl, prev);
   }
   // Outside only. false: another thread is inside (shared chains only);
   // nothing changed.
   bool try_enter() noexcept {
     if (!is_private() && !impl->try_enter()) return false;
-    prev = switch_to(tls, impl);
+    prev = switch_to(this_thread_state(), impl);
     mode = static_cast<mode_t>(mode | 1);
     return true;
   }
@@ -182,7 +182,7 @@ resumer make_resumer(chain_state& chain, Schedule schedule) {
 
 // A copy of the current context that no handle shares (see chain_state).
 inline context private_copy_of_current() {
-  context_impl* cur = tls.current;
+  context_impl* cur = this_thread_state().current;
   return context_access::adopt(new context_impl(false, cur ? cur->map : context_map()));
 }
 

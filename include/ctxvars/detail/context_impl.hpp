@@ -21,7 +21,7 @@ struct id_hash {
 using context_map = hamt::trie<std::uint64_t, box_ptr, id_hash, std::equal_to<std::uint64_t>, 5>;
 
 std::uint64_t next_context_id() noexcept;
-[[noreturn]] void throw_context_in_use(std::uint64_t context_id);
+[[noreturn]] void throw_context_in_use(bool by_this_thread);
 
 // Concurrency. `map` is written only by the one thread that has the context
 // entered (or, for a thread's base context, by that thread). Other threads read
@@ -64,7 +64,7 @@ class alignas(64) context_impl {
 
   // Throws context_in_use_error if any thread (this one included) is inside.
   void enter() {
-    if (!try_enter()) throw_context_in_use(id);
+    if (!try_enter()) throw_context_in_use(entered_by_this_thread());
   }
   // false if some thread (this one included) is inside.
   bool try_enter() noexcept {
@@ -77,7 +77,7 @@ class alignas(64) context_impl {
     return true;
   }
   void leave() noexcept {
-    owner_.store(nullptr, std::memory_order_relaxed);
+    owner_.store(0, std::memory_order_relaxed);
     if (state_.fetch_sub(one_entry + one_ref, std::memory_order_acq_rel) == one_entry + one_ref)
       delete this;
   }
@@ -86,7 +86,9 @@ class alignas(64) context_impl {
   bool entered_by_this_thread() const noexcept {
     return owner_.load(std::memory_order_relaxed) == this_thread_tag();
   }
-  static const void* this_thread_tag() noexcept { return &tls; }
+  // The calling thread's identity as owner_ records it: never reused, unlike
+  // the address of its thread_state (see thread_state::thread_id).
+  static std::uint64_t this_thread_tag() noexcept { return thread_id(this_thread_state()); }
   bool entered() const noexcept { return state_.load(std::memory_order_acquire) >= one_entry; }
 
   // A consistent copy of the map, safe from any thread. O(1).
@@ -116,12 +118,14 @@ class alignas(64) context_impl {
   // Lookup-cache bookkeeping (see thread_state): the version a thread used
   // while inside this context can be used again when it comes back, if no set
   // or reset happened here in between. Written and read only by the thread
-  // inside, ordered by entering and leaving.
+  // inside, ordered by entering and leaving. The thread is named by its
+  // never-reused id: a new thread at a dead one's TLS address restarts its
+  // version counter, and must not be handed the dead thread's version.
   std::uint64_t version_for(const thread_state& st) const noexcept {
-    return (cache_thread_ == &st && mods_ == mods_at_leave_) ? cache_version_ : 0;
+    return (cache_thread_ == st.thread_id && mods_ == mods_at_leave_) ? cache_version_ : 0;
   }
-  void note_leaving(const thread_state& st) noexcept {
-    cache_thread_ = &st;
+  void note_leaving(thread_state& st) noexcept {
+    cache_thread_ = thread_id(st);
     cache_version_ = st.version;
     mods_at_leave_ = mods_;
   }
@@ -148,11 +152,11 @@ class alignas(64) context_impl {
   };
 
   std::atomic<std::uint64_t> state_{one_ref};
-  const thread_state* cache_thread_ = nullptr;
+  std::uint64_t cache_thread_ = 0;  // id of the last thread that left (0: none; see version_for)
   std::uint64_t cache_version_ = 0;
   std::uint64_t mods_ = 0;  // sets and resets so far
   std::uint64_t mods_at_leave_ = 0;
-  std::atomic<const void*> owner_{nullptr};  // the thread inside, if any (a tag)
+  std::atomic<std::uint64_t> owner_{0};  // thread_id of the thread inside, 0 if none
   mutable std::atomic<bool> lock_{false};
   const bool shared_;
 };
@@ -196,11 +200,11 @@ CTXVARS_ALWAYS_INLINE void switch_back(thread_state& st, context_impl* c, const 
 // and makes it the calling thread's current context.
 CTXVARS_ALWAYS_INLINE switch_record enter_context(context_impl* c) {
   c->enter();
-  return switch_to(tls, c);
+  return switch_to(this_thread_state(), c);
 }
 // Undoes enter_context(c) on the calling thread.
 CTXVARS_ALWAYS_INLINE void leave_context(context_impl* c, const switch_record& r) noexcept {
-  switch_back(tls, c, r);
+  switch_back(this_thread_state(), c, r);
   c->leave();
 }
 

@@ -30,6 +30,12 @@ struct cache_slot {
 };
 
 struct thread_state {
+  // This thread's identity for everything that must tell threads apart (the
+  // owner of an entered context, the last thread that left one): a number from
+  // a process-wide counter, taken the first time it is needed, never reused.
+  // Not the address of this struct: glibc gives a new thread the TLS block of
+  // a thread that exited, and with it that address. 0: not taken yet.
+  std::uint64_t thread_id;
   context_impl* current;  // nullptr: the thread's base context, not yet created (empty)
   context_impl* base;     // owned; created on the first set
   std::uint64_t version;
@@ -51,6 +57,35 @@ struct thread_state {
 
 extern constinit thread_local thread_state tls;
 
+// The calling thread's state. Everything in ctxvars reaches `tls` through
+// this function, never by naming it.
+//
+// Why: under -fsanitize=undefined (null checks) g++ 12 tests `&tls` for null
+// by reusing the flags of the `add tls@gottpoff(%rip), %reg` that computes
+// the address; when an executable is linked, GNU ld 2.40 relaxes that add to
+// a `lea`, which sets no flags, so the test reads stale flags and reports
+// "member access within null pointer of type 'thread_state'" at random. The
+// empty asm hides where the pointer came from: the compiler must test the
+// register itself. Outside sanitizers it costs at most one instruction (the
+// address is formed in a register instead of folded into each %fs access).
+CTXVARS_ALWAYS_INLINE thread_state& this_thread_state() noexcept {
+#if defined(__GNUC__) && !defined(__clang__)
+  thread_state* p = &tls;
+  __asm__("" : "+r"(p));
+  return *p;
+#else
+  return tls;
+#endif
+}
+
+
+std::uint64_t new_thread_id() noexcept;
+
+// The thread's never-reused identity (see thread_state::thread_id).
+inline std::uint64_t thread_id(thread_state& st) noexcept {
+  if (CTXVARS_UNLIKELY(st.thread_id == 0)) st.thread_id = new_thread_id();
+  return st.thread_id;
+}
 
 // A version number never used before on this thread.
 inline std::uint64_t fresh_version(thread_state& st) noexcept { return ++st.next_version; }

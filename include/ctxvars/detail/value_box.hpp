@@ -19,6 +19,13 @@
 namespace ctxvars::detail {
 
 std::uint64_t next_var_id() noexcept;
+struct var_info;
+// The registry of live identities, by id: only error messages read it (to
+// name the variable of a foreign token, which may have been destroyed).
+// Registering allocates (std::bad_alloc); both take a global mutex, once per
+// variable created and destroyed, never on get/set/reset.
+void register_var(var_info* info);
+void unregister_var(std::uint64_t id) noexcept;
 
 // A variable's identity: name, id and value type. Owned by the variable and
 // by every box holding one of its values.
@@ -28,7 +35,12 @@ struct var_info {
   std::string name;
   const std::type_info* type;
 
-  var_info(std::string n, const std::type_info& t) : id(next_var_id()), name(std::move(n)), type(&t) {}
+  var_info(std::string n, const std::type_info& t) : id(next_var_id()), name(std::move(n)), type(&t) {
+    register_var(this);
+  }
+  var_info(const var_info&) = delete;
+  var_info& operator=(const var_info&) = delete;
+  ~var_info() { unregister_var(id); }
 
   void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -52,15 +64,22 @@ inline box_base*& spare_slot(thread_state& st, std::uint64_t id) noexcept {
   return st.spare[id & (CTXVARS_SPARE_BOXES - 1)];
 }
 
-// Last reference gone: destroy the value, keep or free the shell.
-inline void dispose_box(box_base* b) noexcept {
-  b->destroy_value(b);
-  thread_state& st = tls;
+// Parks an empty shell in this thread's spare slot for its variable (the
+// newest shell wins the slot: the variable being set and reset now), or frees
+// it during thread teardown. Freeing an evicted shell runs no user code.
+inline void park_shell(thread_state& st, box_base* b) noexcept {
   if (CTXVARS_UNLIKELY(st.torn_down)) return b->free_shell(b);
   box_base*& slot = spare_slot(st, b->info->id);
   if (CTXVARS_UNLIKELY(!st.armed)) arm_thread_exit();
-  // The newest shell wins the slot: the variable being set and reset now.
   if (box_base* evicted = std::exchange(slot, b)) evicted->free_shell(evicted);
+}
+
+// Last reference gone: destroy the value, keep or free the shell. The value's
+// destructor is user code and may set variables, dispose of other boxes or
+// fill this very slot: the shell is parked only after it returned.
+inline void dispose_box(box_base* b) noexcept {
+  b->destroy_value(b);
+  park_shell(this_thread_state(), b);
 }
 
 template <class T>
@@ -70,10 +89,28 @@ struct typed_box final : box_base {
   T* value() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
   const T* value() const noexcept { return std::launder(reinterpret_cast<const T*>(storage)); }
 
+  // Over-aligned T (alignas(64) and up): the aligned forms of operator new and
+  // delete; plain `::operator new(size)` only guarantees 16 bytes.
+  static constexpr bool over_aligned = alignof(typed_box) > __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+  static void* allocate() {
+    if constexpr (over_aligned)
+      return ::operator new(sizeof(typed_box), std::align_val_t{alignof(typed_box)});
+    else
+      return ::operator new(sizeof(typed_box));
+  }
+  static void deallocate(void* p) noexcept {
+    if constexpr (over_aligned)
+      ::operator delete(p, std::align_val_t{alignof(typed_box)});
+    else
+      ::operator delete(p);
+  }
+
   static void destroy_value_of(box_base* b) noexcept { static_cast<typed_box*>(b)->value()->~T(); }
   static void free_shell_of(box_base* b) noexcept {
     var_info* i = b->info;
-    ::operator delete(static_cast<void*>(static_cast<typed_box*>(b)));
+    typed_box* self = static_cast<typed_box*>(b);
+    self->~typed_box();
+    deallocate(self);
     i->release();
   }
 };
@@ -116,24 +153,34 @@ class box_ptr {
 // A box holding T(a...) for `info`'s variable: this thread's spare shell for
 // it if there is one, else a new allocation. Throws what operator new or T's
 // constructor throws; then nothing changed.
+//
+// T's constructor is user code: it may set variables or dispose of boxes,
+// which parks shells in (and evicts them from) the spare slots. So a parked
+// shell is taken out of its slot before the constructor runs; if the
+// constructor throws, the shell is parked again like any other.
 template <class T, class... A>
 box_ptr make_box(var_info* info, A&&... a) {
   using box = typed_box<T>;
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   box_base*& slot = spare_slot(st, info->id);
   box* b;
   if (slot && slot->info == info) {
-    b = static_cast<box*>(slot);
-    ::new (static_cast<void*>(b->storage)) T(std::forward<A>(a)...);  // on throw the shell stays parked
-    slot = nullptr;
+    b = static_cast<box*>(std::exchange(slot, nullptr));
+    try {
+      ::new (static_cast<void*>(b->storage)) T(std::forward<A>(a)...);
+    } catch (...) {
+      park_shell(st, b);
+      throw;
+    }
     b->refs.store(1, std::memory_order_relaxed);
   } else {
-    void* mem = ::operator new(sizeof(box));
+    void* mem = box::allocate();
     b = ::new (mem) box;
     try {
       ::new (static_cast<void*>(b->storage)) T(std::forward<A>(a)...);
     } catch (...) {
-      ::operator delete(mem);
+      b->~box();
+      box::deallocate(mem);
       throw;
     }
     b->destroy_value = &box::destroy_value_of;
@@ -152,7 +199,7 @@ const T& box_value(const box_base* b) noexcept {
 // Frees this thread's spare shell of variable `info`, if parked (called when
 // the variable dies, so its identity need not wait for thread exit).
 inline void drop_spare(var_info* info) noexcept {
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   box_base*& slot = spare_slot(st, info->id);
   if (slot && slot->info == info) {
     box_base* b = slot;

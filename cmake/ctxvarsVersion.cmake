@@ -1,0 +1,28 @@
+# Fails the configure step if <ctxvars/version.hpp> and project(ctxvars VERSION ...)
+# disagree: the header is checked in (usable without CMake), the project's
+# version feeds ctxvarsConfigVersion.cmake and ctxvars.pc.
+file(STRINGS "${PROJECT_SOURCE_DIR}/include/ctxvars/version.hpp" _ctxvars_version_lines
+     REGEX "^#define CTXVARS_VERSION_(MAJOR|MINOR|PATCH) ")
+set(_ctxvars_header_version "")
+foreach(_part MAJOR MINOR PATCH)
+  set(_value "")
+  foreach(_line IN LISTS _ctxvars_version_lines)
+    if(_line MATCHES "^#define CTXVARS_VERSION_${_part} +([0-9]+) *$")
+      set(_value "${CMAKE_MATCH_1}")
+    endif()
+  endforeach()
+  if(_value STREQUAL "")
+    message(FATAL_ERROR "ctxvars: include/ctxvars/version.hpp has no numeric CTXVARS_VERSION_${_part}")
+  endif()
+  list(APPEND _ctxvars_header_version "${_value}")
+endforeach()
+list(JOIN _ctxvars_header_version "." _ctxvars_header_version)
+if(NOT _ctxvars_header_version VERSION_EQUAL PROJECT_VERSION)
+  message(FATAL_ERROR "ctxvars: include/ctxvars/version.hpp says ${_ctxvars_header_version} but "
+                      "project(ctxvars VERSION ${PROJECT_VERSION}) in CMakeLists.txt: update both together")
+endif()
+unset(_ctxvars_version_lines)
+unset(_ctxvars_header_version)
+unset(_part)
+unset(_value)
+unset(_line)

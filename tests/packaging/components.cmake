@@ -1,0 +1,139 @@
+# ctest driver: find_package(ctxvars CONFIG ... COMPONENTS ...) against real installations,
+# configure-only (probe/). Checks that asking for a component that is not there fails with
+# a message naming the component and its Debian package, and that what can be found is.
+#   -DPREFIX=<full install> -DCORE_PREFIX=<install of component core only>
+#   -DAVAILABLE="core asio ..." -DIGNORE="<asio include dir>|<boost include dir>"
+#   -DSRC= -DBIN= -DCXX= -DGEN=
+cmake_minimum_required(VERSION 3.21)
+separate_arguments(AVAILABLE)
+string(REPLACE "|" ";" IGNORE "${IGNORE}")
+file(REMOVE_RECURSE ${BIN})
+set(failures 0)
+
+# probe(<name> <prefix> <expected: ok|fail> "<find_package args>" [-D...] MATCH <regex>... [NOMATCH <regex>...])
+function(probe name prefix expected args)
+  cmake_parse_arguments(P "" "" "DEFS;MATCH;NOMATCH" ${ARGN})
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${SRC}/tests/packaging/probe -B ${BIN}/${name} -G ${GEN}
+                          -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${prefix}
+                          -DCMAKE_FIND_PACKAGE_NO_PACKAGE_REGISTRY=ON "-DPROBE_ARGS=${args}" ${P_DEFS}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  string(REGEX REPLACE "[ \n]+" " " flat "${out}")   # CMake wraps long messages
+  set(ok TRUE)
+  if((expected STREQUAL "ok" AND rc) OR (expected STREQUAL "fail" AND NOT rc))
+    set(ok FALSE)
+    message("${name}: expected configure to ${expected}, exit code ${rc}")
+  endif()
+  foreach(re IN LISTS P_MATCH)
+    if(NOT flat MATCHES "${re}")
+      set(ok FALSE)
+      message("${name}: output lacks /${re}/")
+    endif()
+  endforeach()
+  foreach(re IN LISTS P_NOMATCH)
+    if(flat MATCHES "${re}")
+      set(ok FALSE)
+      message("${name}: output has /${re}/")
+    endif()
+  endforeach()
+  if(ok)
+    message(STATUS "ok   ${name}")
+  else()
+    message("---- ${name}: find_package(ctxvars CONFIG ${args}) output:\n${out}----")
+    math(EXPR f "${failures} + 1")
+    set(failures ${f} PARENT_SCOPE)
+  endif()
+endfunction()
+
+foreach(c asio boost_asio)
+  if(c STREQUAL "asio")
+    set(debian "libasio-dev")
+    set(what "standalone Asio")
+    set(header "asio.hpp")
+  else()
+    set(debian "libboost1\\.81-dev")
+    set(what "Boost\\.Asio")
+    set(header "boost/asio.hpp")
+  endif()
+  set(intro "component \"${c}\" \\(ctxvars::${c}, for ${what}, Debian package ${debian}\\)")
+
+  # Installed without the adapter's files (cmake --install --component core), or built
+  # without the adapter at all.
+  if(c IN_LIST AVAILABLE)
+    set(why "--component ${c}\\)")
+  else()
+    set(why "this ctxvars was built without ${what}")
+  endif()
+  probe(${c}-not-installed ${CORE_PREFIX} fail "REQUIRED COMPONENTS ${c}"
+        MATCH "${intro} is not installed" "${why}" "ctxvars_FOUND to FALSE")
+  probe(${c}-optional-not-installed ${CORE_PREFIX} ok "REQUIRED OPTIONAL_COMPONENTS ${c}"
+        MATCH "probe: has ctxvars::ctxvars" "probe: no ctxvars::${c}" "optional ${intro} is not installed")
+  if(NOT c IN_LIST AVAILABLE)
+    message(STATUS "skip ${c}: this build has no ctxvars::${c}")
+    continue()
+  endif()
+  # Installed, and found: only what is asked for is loaded.
+  probe(${c}-found ${PREFIX} ok "REQUIRED COMPONENTS ${c}"
+        MATCH "probe: has ctxvars::ctxvars" "probe: has ctxvars::${c}")
+  # The consumer's own copy of the headers, given by hand, is the one used.
+  string(TOUPPER "${c}" C)
+  file(WRITE ${BIN}/own-${c}/${header} "")
+  file(WRITE ${BIN}/own-${c}/boost/version.hpp "#define BOOST_VERSION 108100\n")
+  probe(${c}-own-headers ${PREFIX} ok "REQUIRED COMPONENTS ${c}" DEFS -DCTXVARS_${C}_INCLUDE_DIR=${BIN}/own-${c}
+        MATCH "probe: ctxvars::${c} includes [^ ]*${BIN}/own-${c}")
+  # Installed, but the consumer's machine lacks the adapter's Asio.
+  probe(${c}-headers-missing ${PREFIX} fail "REQUIRED COMPONENTS ${c}"
+        DEFS "-DCMAKE_IGNORE_PATH=${IGNORE}" -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
+        MATCH "${intro} needs <${header}>, which was not found" "Install ${debian}")
+endforeach()
+if("asio" IN_LIST AVAILABLE AND "boost_asio" IN_LIST AVAILABLE)
+  probe(asio-then-all ${PREFIX} ok "REQUIRED COMPONENTS asio" DEFS "-DPROBE_ARGS2=REQUIRED COMPONENTS asio boost_asio"
+        MATCH "probe: has ctxvars::asio" "probe: has ctxvars::boost_asio" "ctxvars_FOUND=1")
+endif()
+if("boost_asio" IN_LIST AVAILABLE)
+  # A Boost too old for Boost.Asio's coroutines.
+  file(WRITE ${BIN}/old-boost/boost/asio.hpp "")
+  file(WRITE ${BIN}/old-boost/boost/version.hpp "#define BOOST_VERSION 106700\n")
+  probe(boost_asio-too-old ${PREFIX} fail "REQUIRED COMPONENTS boost_asio"
+        DEFS -DCTXVARS_BOOST_ASIO_INCLUDE_DIR=${BIN}/old-boost
+        MATCH "component \"boost_asio\" .* needs Boost 1\\.74 or later; .*BOOST_VERSION 106700")
+endif()
+probe(unknown-component ${PREFIX} fail "REQUIRED COMPONENTS asio_typo"
+      MATCH "ctxvars has no component \"asio_typo\" \\(it has: asio, boost_asio\\)")
+set(expect_all "probe: has ctxvars::ctxvars")
+foreach(c IN LISTS AVAILABLE)
+  if(NOT c STREQUAL "core")
+    list(APPEND expect_all "probe: has ctxvars::${c}")
+  endif()
+endforeach()
+probe(no-components ${PREFIX} ok "REQUIRED" MATCH ${expect_all})
+
+# A ctxvars built on a machine without either Asio: the adapters were never installed.
+set(noasio ${BIN}/noasio)
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SRC} -B ${noasio}/build -G ${GEN} -DCMAKE_CXX_COMPILER=${CXX}
+                        -DCTXVARS_BUILD_TESTS=OFF -DCTXVARS_BUILD_EXAMPLES=OFF -DCTXVARS_BUILD_BENCHMARKS=OFF
+                        -DCTXVARS_INSTALL=ON -DCMAKE_BUILD_TYPE=Debug
+                        "-DCMAKE_IGNORE_PATH=${IGNORE}" -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+if(NOT rc)
+  execute_process(COMMAND ${CMAKE_COMMAND} --build ${noasio}/build RESULT_VARIABLE rc OUTPUT_VARIABLE out2 ERROR_VARIABLE out2)
+  string(APPEND out "${out2}")
+endif()
+if(NOT rc)
+  execute_process(COMMAND ${CMAKE_COMMAND} --install ${noasio}/build --prefix ${noasio}/prefix
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out2 ERROR_VARIABLE out2)
+  string(APPEND out "${out2}")
+endif()
+if(rc)
+  message(FATAL_ERROR "building ctxvars without Asio failed:\n${out}")
+endif()
+probe(built-without-adapters ${noasio}/prefix ok "REQUIRED"
+      MATCH "probe: has ctxvars::ctxvars" "probe: no ctxvars::asio" "probe: no ctxvars::boost_asio")
+probe(asio-built-without ${noasio}/prefix fail "REQUIRED COMPONENTS asio"
+      MATCH "component \"asio\" \\(ctxvars::asio, for standalone Asio, Debian package libasio-dev\\) is not installed: this ctxvars was built without standalone Asio \\(<asio.hpp> was not found\\)\\. Install libasio-dev, then configure, build and install ctxvars again\\.")
+probe(boost_asio-built-without ${noasio}/prefix fail "REQUIRED COMPONENTS asio boost_asio"
+      MATCH "component \"asio\" .*is not installed" "component \"boost_asio\" \\(ctxvars::boost_asio, for Boost\\.Asio, Debian package libboost1\\.81-dev\\) is not installed: this ctxvars was built without Boost\\.Asio")
+
+if(failures)
+  message(FATAL_ERROR "${failures} find_package probe(s) failed")
+endif()
+file(REMOVE_RECURSE ${BIN})

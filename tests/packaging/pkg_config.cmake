@@ -1,0 +1,45 @@
+# ctest driver: builds each consumer (consumer/<component>_main.cpp) with nothing but the
+# compiler and pkg-config over the installed ctxvars.pc / ctxvars-<adapter>.pc, as a
+# Makefile would, and runs it.
+#   -DPKG_CONFIG= -DPCDIR=<installed pkgconfig dir> -DVERSION= -DAVAILABLE="core asio ..."
+#   -DSRC= -DBIN= -DCXX=
+cmake_minimum_required(VERSION 3.21)
+if(NOT PKG_CONFIG)
+  message("SKIPPED: pkg-config not found (Debian package pkg-config)")
+  return()
+endif()
+separate_arguments(AVAILABLE)
+file(REMOVE_RECURSE ${BIN})
+file(MAKE_DIRECTORY ${BIN})
+# Only the installed files: PKG_CONFIG_LIBDIR replaces the system's search path.
+set(pc ${CMAKE_COMMAND} -E env PKG_CONFIG_LIBDIR=${PCDIR} PKG_CONFIG_PATH= ${PKG_CONFIG})
+foreach(c IN LISTS AVAILABLE)
+  if(c STREQUAL "core")
+    set(module ctxvars)
+    set(exe ${BIN}/consumer)
+  else()
+    set(module ctxvars-${c})
+    set(exe ${BIN}/consumer_${c})
+  endif()
+  execute_process(COMMAND ${pc} --exact-version=${VERSION} ${module} RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "pkg-config: ${module} ${VERSION} not found in ${PCDIR}")
+  endif()
+  execute_process(COMMAND ${pc} --cflags --libs ${module} RESULT_VARIABLE rc OUTPUT_VARIABLE flags
+                  OUTPUT_STRIP_TRAILING_WHITESPACE)
+  if(rc)
+    message(FATAL_ERROR "pkg-config --cflags --libs ${module} failed")
+  endif()
+  message(STATUS "${module}: ${flags}")
+  separate_arguments(flags UNIX_COMMAND "${flags}")
+  execute_process(COMMAND ${CXX} -std=c++20 ${SRC}/tests/packaging/consumer/${c}_main.cpp -o ${exe} ${flags}
+                  RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "${CXX} -std=c++20 ${c}_main.cpp $(pkg-config --cflags --libs ${module}) failed")
+  endif()
+  execute_process(COMMAND ${exe} RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "${exe} failed (${rc})")
+  endif()
+endforeach()
+file(REMOVE_RECURSE ${BIN})

@@ -1,0 +1,30 @@
+// <ctxvars/version.hpp> against project(ctxvars VERSION ...), which the build passes in
+// as CTXVARS_PROJECT_VERSION_* (tests/CMakeLists.txt).
+#include <ctxvars/version.hpp>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+static_assert(CTXVARS_VERSION_MAJOR == CTXVARS_PROJECT_VERSION_MAJOR);
+static_assert(CTXVARS_VERSION_MINOR == CTXVARS_PROJECT_VERSION_MINOR);
+static_assert(CTXVARS_VERSION_PATCH == CTXVARS_PROJECT_VERSION_PATCH);
+// Usable in #if, as users will.
+#if CTXVARS_VERSION != CTXVARS_PROJECT_VERSION_MAJOR * 10000 + \
+                          CTXVARS_PROJECT_VERSION_MINOR * 100 + CTXVARS_PROJECT_VERSION_PATCH
+#error "CTXVARS_VERSION disagrees with project(ctxvars VERSION ...)"
+#endif
+
+TEST(Version, HeaderMatchesTheCMakeProjectVersion) {
+  EXPECT_EQ(CTXVARS_VERSION_MAJOR, CTXVARS_PROJECT_VERSION_MAJOR);
+  EXPECT_EQ(CTXVARS_VERSION_MINOR, CTXVARS_PROJECT_VERSION_MINOR);
+  EXPECT_EQ(CTXVARS_VERSION_PATCH, CTXVARS_PROJECT_VERSION_PATCH);
+  EXPECT_EQ(std::string(CTXVARS_VERSION_STRING), std::string(CTXVARS_PROJECT_VERSION));
+}
+
+TEST(Version, CombinedNumberOrdersVersions) {
+  EXPECT_EQ(CTXVARS_VERSION,
+            CTXVARS_VERSION_MAJOR * 10000 + CTXVARS_VERSION_MINOR * 100 + CTXVARS_VERSION_PATCH);
+  EXPECT_LT(CTXVARS_VERSION_MINOR, 100);
+  EXPECT_LT(CTXVARS_VERSION_PATCH, 100);
+}
