@@ -701,9 +701,14 @@ TEST(Task, AnOverAlignedResultIsStoredAligned) {
   EXPECT_EQ(where % alignof(over_aligned), 0u);
   context c;
   EXPECT_EQ(sync_wait(c, make(&where, 3)).v, 3);
+  EXPECT_EQ(where % alignof(over_aligned), 0u);
+  std::vector<std::uintptr_t> places(8, 1);
   std::vector<spawned<over_aligned>> many;
-  for (int i = 0; i < 8; ++i) many.push_back(spawn(pool, make(&where, i)));
-  for (int i = 0; i < 8; ++i) EXPECT_EQ(many[i].get().v, i);
+  for (int i = 0; i < 8; ++i) many.push_back(spawn(pool, make(&places[i], i)));
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(many[i].get().v, i);
+    EXPECT_EQ(places[i] % alignof(over_aligned), 0u);
+  }
 }
 
 struct move_failed : std::runtime_error {
