@@ -402,14 +402,14 @@ class current_scope {
  public:
   explicit current_scope(const ctxvars::context& c) noexcept
       : impl_(ctxvars::detail::context_access::impl(c)) {
-    ctxvars::detail::thread_state& st = ctxvars::detail::tls;
+    ctxvars::detail::thread_state& st = ctxvars::detail::this_thread_state();
     switched_ = st.current != impl_;
     if (switched_) rec_ = ctxvars::detail::switch_to(st, impl_);
   }
   current_scope(const current_scope&) = delete;
   current_scope& operator=(const current_scope&) = delete;
   ~current_scope() {
-    if (switched_) ctxvars::detail::switch_back(ctxvars::detail::tls, impl_, rec_);
+    if (switched_) ctxvars::detail::switch_back(ctxvars::detail::this_thread_state(), impl_, rec_);
   }
 
  private:
@@ -424,7 +424,7 @@ int api_enter(ctxvars::python::detail::saved_state* s) noexcept {
   try {
     ctxvars::context& c = writable();
     ctxvars::detail::context_impl* impl = ctxvars::detail::context_access::impl(c);
-    ctxvars::detail::thread_state& st = ctxvars::detail::tls;
+    ctxvars::detail::thread_state& st = ctxvars::detail::this_thread_state();
     impl->retain();
     s->context = impl;
     s->switched = st.current != impl;
@@ -445,7 +445,7 @@ int api_enter(ctxvars::python::detail::saved_state* s) noexcept {
 void api_leave(ctxvars::python::detail::saved_state* s) noexcept {
   auto* impl = static_cast<ctxvars::detail::context_impl*>(s->context);
   if (s->switched)
-    ctxvars::detail::switch_back(ctxvars::detail::tls, impl,
+    ctxvars::detail::switch_back(ctxvars::detail::this_thread_state(), impl,
                                  {static_cast<ctxvars::detail::context_impl*>(s->previous), s->previous_version});
   impl->release();
 }
