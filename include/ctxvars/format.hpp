@@ -30,6 +30,7 @@
 #include "context.hpp"
 #include "context_var.hpp"
 #include "detail/text.hpp"
+#include "detail/var_access.hpp"
 
 #if defined(CTXVARS_WITH_FMT) || defined(FMT_VERSION)
 #include <fmt/format.h>
@@ -39,13 +40,6 @@
 namespace ctxvars {
 
 namespace detail {
-struct var_access {
-  template <class T>
-  static var_info* info(const context_var<T>& v) noexcept {
-    return v.info_;
-  }
-};
-
 template <class T, class F>
 void write_with(const void* p, bool p_is_box, std::string& out) {
   const T& v = text_arg<T>(p, p_is_box);
