@@ -71,9 +71,9 @@ inline void append_field(std::string& out, const var_info& info, const void* p, 
   append_escaped(out, scratch);
 }
 
-// Appends the fields of `m` (sorted by name, then id), separated by spaces.
+// Appends the fields of `m` (sorted by name, then id), separated by `sep`.
 // `only_formattable` skips values without a formatter.
-inline void append_map(std::string& out, const context_map& m, bool only_formattable) {
+inline void append_map(std::string& out, const context_map& m, bool only_formattable, char sep = ' ') {
   field_ref small[32];
   std::vector<field_ref> big;
   field_ref* refs = small;
@@ -93,7 +93,7 @@ inline void append_map(std::string& out, const context_map& m, bool only_formatt
   });
   std::string scratch;
   for (std::size_t i = 0; i < n; ++i) {
-    if (i) out += ' ';
+    if (i) out += sep;
     append_field(out, *refs[i].info, refs[i].box, true, scratch);
   }
 }
@@ -152,12 +152,12 @@ inline std::ostream& operator<<(std::ostream& os, const context::entry& e) { ret
 
 // The logging fast path: appends the current context's formattable variables
 // as pairs (what format_to(copy_context()) would print minus the `<?>` ones)
-// without making a copy of the context.
-inline void append_current_fields(std::string& out) {
+// without making a copy of the context. `sep` separates the pairs.
+inline void append_current_fields(std::string& out, char sep = ' ') {
   detail::context_impl* cur = detail::tls.current;
   if (!cur) return;
   // This thread is the only writer of its current context: no lock needed.
-  detail::append_map(out, cur->map, true);
+  detail::append_map(out, cur->map, true, sep);
 }
 // Appends `name=value` for each of `vars` that has a value in the current
 // context (or a default), in the order given, skipping those without either.
