@@ -215,3 +215,37 @@ TEST(Format, FormatterThatThrowsPropagatesAndLeavesContextUnchanged) {
 }
 
 }  // namespace
+
+namespace {
+ctxvars::context_var<int>* g_side = nullptr;
+struct meddler {
+  int v;
+};
+std::ostream& operator<<(std::ostream& os, const meddler& m) {
+  // A formatter with a side effect: sets variables of the context being printed.
+  for (int i = 0; i < 50; ++i) g_side->set(i);
+  return os << m.v;
+}
+
+TEST(Format, AFormatterThatSetsVariablesDoesNotDisturbTheWalk) {
+  ctxvars::context_var<int> side("side");
+  g_side = &side;
+  ctxvars::context_var<meddler> m("m");
+  std::vector<std::unique_ptr<ctxvars::context_var<int>>> more;
+  ctxvars::context().run([&] {
+    for (int i = 0; i < 40; ++i) {
+      more.push_back(std::make_unique<ctxvars::context_var<int>>("x" + std::to_string(i)));
+      more.back()->set(i);
+    }
+    side.set(-1);
+    m.set(meddler{7});
+    std::string s;
+    ctxvars::append_current_fields(s);
+    EXPECT_NE(s.find("m=7"), std::string::npos);
+    EXPECT_NE(s.find("side=-1"), std::string::npos);  // the state when the walk began
+    std::string chosen;
+    ctxvars::append_current_fields(chosen, m, side);
+    EXPECT_EQ(chosen.substr(0, 4), "m=7 ");
+  });
+}
+}  // namespace

@@ -149,3 +149,17 @@ TEST_F(Registered, StoppingAServerWithOpenConnectionsReturns) {
 }
 
 }  // namespace
+
+namespace {
+TEST_F(Registered, AHandlerThatThrowsGets500AndTheServerGoesOn) {
+  h::server srv(local, [](const h::request& req) -> h::response {
+    if (req.target() == "/boom") throw std::runtime_error("kaput");
+    return echo_context(req);
+  });
+  h::client cli(srv.endpoint());
+  auto res = cli.get("/boom");
+  EXPECT_EQ(res.result(), h::bhttp::status::internal_server_error);
+  EXPECT_NE(res.body().find("kaput"), std::string::npos);
+  EXPECT_EQ(cli.get("/").result(), h::bhttp::status::ok);
+}
+}  // namespace

@@ -157,12 +157,17 @@ inline void append_current_fields(std::string& out, char sep = ' ') {
   detail::context_impl* cur = detail::tls.current;
   if (!cur) return;
   // This thread is the only writer of its current context: no lock needed.
-  detail::append_map(out, cur->map, true, sep);
+  // A copy of the root (one reference), not the map itself: a formatter may
+  // set variables, which must not change the trie under the walk.
+  const detail::context_map m = cur->map;
+  detail::append_map(out, m, true, sep);
 }
 // Appends `name=value` for each of `vars` that has a value in the current
 // context (or a default), in the order given, skipping those without either.
 template <class... T>
 void append_current_fields(std::string& out, const context_var<T>&... vars) {
+  // Keeps the current values alive should a formatter set one of them.
+  const detail::context_map keep = detail::tls.current ? detail::tls.current->map : detail::context_map();
   std::string scratch;
   bool first = true;
   auto one = [&](const auto& v) {

@@ -94,8 +94,11 @@ response handle(const request& req, Handler&& handler, const context& base = con
 
 // A blocking HTTP/1.1 server on 127.0.0.1 (or any endpoint): one thread
 // accepts, one thread per connection reads requests (keep-alive) and answers
-// each with handle(req, handler). stop() (and the destructor) closes the
-// listener and every connection and joins the threads.
+// each with handle(req, handler); a handler that throws gets a 500 answer.
+// stop() (and the destructor) closes the listener and every connection and
+// joins the threads. Meant for tests, demos and tools: a connection's thread
+// is kept until stop(), so it suits keep-alive clients, not millions of
+// short connections.
 class server {
  public:
   using handler_type = std::function<response(const request&)>;
@@ -166,7 +169,16 @@ class server {
       bhttp::read(socket, buf, parser, ec);
       if (ec) break;
       request req = parser.release();
-      response res = handle(req, handler_);
+      response res;
+      try {
+        res = handle(req, handler_);
+      } catch (const std::exception& e) {
+        res = response(bhttp::status::internal_server_error, req.version());
+        res.body() = std::string("handler failed: ") + e.what() + "\n";
+      } catch (...) {
+        res = response(bhttp::status::internal_server_error, req.version());
+        res.body() = "handler failed\n";
+      }
       res.keep_alive(req.keep_alive());
       if (!res.has_content_length()) res.prepare_payload();
       bhttp::write(socket, res, ec);

@@ -112,7 +112,15 @@ class capturing_logger final : public ::spdlog::logger {
 
  protected:
   void sink_it_(const ::spdlog::details::log_msg& msg) override {
-    thread_local std::string buf;
+    // A reused buffer, unless a formatter logs from inside this call.
+    thread_local std::string tl_buf;
+    thread_local int depth = 0;
+    std::string local;
+    std::string& buf = depth ? local : tl_buf;
+    struct guard {
+      int& d;
+      ~guard() { --d; }
+    } g{++depth};
     buf.assign(marker);
     capture_pairs(buf);
     buf += prefix_end;
@@ -144,7 +152,14 @@ class context_flag final : public ::spdlog::custom_flag_formatter {
   }
 
   void format(const ::spdlog::details::log_msg&, const std::tm&, ::spdlog::memory_buf_t& dest) override {
-    thread_local std::string pairs;
+    thread_local std::string tl_pairs;
+    thread_local int depth = 0;
+    std::string local;
+    std::string& pairs = depth ? local : tl_pairs;  // a formatter may log from inside
+    struct guard {
+      int& d;
+      ~guard() { --d; }
+    } g{++depth};
     std::string_view src;
     if (detail::captured) {
       src = *detail::captured;
