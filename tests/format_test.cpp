@@ -144,7 +144,7 @@ TEST(Format, MoreThan32VariablesAreAllPrintedInOrder) {
   std::vector<std::unique_ptr<ctxvars::context_var<int>>> vars;
   ctxvars::context c;
   for (int i = 0; i < 40; ++i) {
-    char name[8];
+    char name[32];
     std::snprintf(name, sizeof name, "v%02d", i);
     vars.push_back(std::make_unique<ctxvars::context_var<int>>(name));
   }
@@ -153,7 +153,7 @@ TEST(Format, MoreThan32VariablesAreAllPrintedInOrder) {
   });
   std::string want;
   for (int i = 0; i < 40; ++i) {
-    char f[16];
+    char f[48];
     std::snprintf(f, sizeof f, "%sv%02d=%d", i ? " " : "", i, i);
     want += f;
   }
