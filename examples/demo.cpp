@@ -109,6 +109,13 @@ struct tally {
   std::vector<std::string> samples;
 };
 
+// Request ids are numbers (client + 1) * 1000 + n; they print as "c<client>-r<n>"
+// (c3-r7: client 3's request 7), so a reader never takes them for counts.
+std::string label(int id) {
+  if (id < 1000) return std::to_string(id);
+  return "c" + std::to_string(id / 1000 - 1) + "-r" + std::to_string(id % 1000);
+}
+
 // Logs one line about request `truth`, attributing it three ways.
 void log(tally& t, int truth, const char* what) {
   const int g = g_request.load(std::memory_order_relaxed), tl = t_request, cv = c_request.get();
@@ -119,9 +126,8 @@ void log(tally& t, int truth, const char* what) {
   if ((g != truth || tl != truth || cv != truth)) {
     std::lock_guard lk(t.m);
     if (t.samples.size() < 4)
-      t.samples.push_back("  request " + std::to_string(truth) + " " + what + ": global says " +
-                          std::to_string(g) + ", thread_local says " + std::to_string(tl) +
-                          ", context_var says " + std::to_string(cv));
+      t.samples.push_back("  request " + label(truth) + " " + what + ": global says " + label(g) +
+                          ", thread_local says " + label(tl) + ", context_var says " + label(cv));
   }
 }
 
@@ -197,7 +203,7 @@ int run(int clients, int requests, int threads) {
   for (auto& th : pool) th.join();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  std::printf("  Some misattributed log lines:\n");
+  std::printf("  Some misattributed log lines (cX-rY is client X's request Y):\n");
   for (const auto& s : t.samples) std::printf("%s\n", s.c_str());
   const long total = static_cast<long>(clients) * requests;
   auto pct = [&](long w) { return t.lines ? 100.0 * static_cast<double>(w) / static_cast<double>(t.lines.load()) : 0.0; };

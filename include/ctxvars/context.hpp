@@ -117,6 +117,7 @@ class context {
 
    private:
     friend class context;
+    friend struct detail::context_access;
     explicit entry(detail::box_ptr b) noexcept : box_(std::move(b)) {}
     detail::box_ptr box_;
   };
@@ -160,6 +161,8 @@ class context {
 namespace detail {
 struct context_access {
   static context_impl* impl(const context& c) noexcept { return c.impl_; }
+  static const box_base* box(const context::entry& e) noexcept { return e.box_.get(); }
+  static context::entry entry(box_ptr b) noexcept { return context::entry(std::move(b)); }
   // A handle that adopts the one reference `c` was created with.
   static context adopt(context_impl* c) noexcept { return context(c); }
   // A new handle to an existing context (takes one reference).

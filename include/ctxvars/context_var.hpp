@@ -11,6 +11,7 @@
 
 #include "config.hpp"
 #include "detail/context_impl.hpp"
+#include "detail/text.hpp"
 #include "detail/value_box.hpp"
 #include "errors.hpp"
 
@@ -18,6 +19,9 @@ namespace ctxvars {
 
 template <class T>
 class context_var;
+namespace detail {
+struct var_access;  // integrations' way to a variable's identity (format.hpp, propagation.hpp)
+}
 
 // The receipt of one context_var::set: what the variable held before, and the
 // right to undo the set once, in the context where it happened. Move-only;
@@ -136,10 +140,14 @@ class context_var {
   using value_type = T;
 
   // A variable with no default. Allocates its identity (std::bad_alloc).
-  explicit context_var(std::string name) : info_(new detail::var_info(std::move(name), typeid(T))) {}
+  explicit context_var(std::string name) : info_(new detail::var_info(std::move(name), typeid(T))) {
+    info_->format.store(detail::default_text_writer<T>(), std::memory_order_relaxed);
+  }
   // A variable whose get() falls back to `default_value`.
   context_var(std::string name, T default_value)
-      : info_(new detail::var_info(std::move(name), typeid(T))), default_(std::move(default_value)) {}
+      : info_(new detail::var_info(std::move(name), typeid(T))), default_(std::move(default_value)) {
+    info_->format.store(detail::default_text_writer<T>(), std::memory_order_relaxed);
+  }
   context_var(const context_var&) = delete;
   context_var& operator=(const context_var&) = delete;
   ~context_var() {
@@ -251,6 +259,7 @@ class context_var {
     detail::slot_for(st, id_) = {id_, st.version, v};
   }
 
+  friend struct detail::var_access;
   detail::var_info* info_;
   std::uint64_t id_ = info_->id;
   std::optional<T> default_;

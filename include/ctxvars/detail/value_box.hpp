@@ -34,6 +34,12 @@ struct var_info {
   std::uint64_t id;
   std::string name;
   const std::type_info* type;
+  // Appends a value of this variable as text, or null when none is known. `p`
+  // is a `const T*`, or with `p_is_box` the `const box_base*` holding the value.
+  // The one observability hook of the core: set by context_var's constructor
+  // (detail/text.hpp), changed by ctxvars::set_formatter (format.hpp), read
+  // when a context is printed.
+  std::atomic<void (*)(const void* p, bool p_is_box, std::string& out)> format{nullptr};
 
   var_info(std::string n, const std::type_info& t) : id(next_var_id()), name(std::move(n)), type(&t) {
     register_var(this);

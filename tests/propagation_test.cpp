@@ -1,0 +1,272 @@
+#include "ctxvars/propagation.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "ctxvars/ctxvars.hpp"
+
+namespace {
+
+using ctxvars::parse_error;
+
+// A registry of its own per test, so tests do not see each other's variables.
+struct Vars {
+  ctxvars::registry reg;
+  ctxvars::context_var<std::string> tenant{"tenant"};
+  ctxvars::context_var<std::string> request{"request_id"};
+  ctxvars::context_var<int> retries{"retries"};
+  Vars() {
+    reg.add(tenant);
+    reg.add(request);
+    reg.add(retries);
+  }
+};
+
+TEST(Baggage, ParsesKeysValuesPropertiesAndWhitespace) {
+  auto ms = ctxvars::parse_baggage(" a = 1 ;p1; p2 = x ,b=hello%20world%2C%25 ,c=");
+  ASSERT_EQ(ms.size(), 3u);
+  EXPECT_EQ(ms[0].key, "a");
+  EXPECT_EQ(ms[0].value, "1");
+  EXPECT_EQ(ms[0].properties, (std::vector<std::string>{"p1", "p2=x"}));
+  EXPECT_EQ(ms[1].value, "hello world,%");
+  EXPECT_EQ(ms[2].value, "");
+}
+
+TEST(Baggage, EmptyHeaderIsAnEmptyList) {
+  EXPECT_TRUE(ctxvars::parse_baggage("").empty());
+  EXPECT_TRUE(ctxvars::parse_baggage(" \t ").empty());
+}
+
+TEST(Baggage, MalformedHeadersAreRejectedWithTheirFault) {
+  const char* bad[] = {",",        "a",          "a=1,",         "a=1,,b=2",  "=1",         "a b=1",
+                       "a=1 2",    "a=\"x\"",    "a=%",          "a=%4",      "a=%zz",      "a=%FF",
+                       "a=%C0%80", "a=%ED%A0%80", "a=1;",        "a=1;=x",    "a=1,a=2",    "a=x\\y",
+                       "k\x01=v",  "a=1;p=\"q\"", "a=1;p=%g0"};
+  for (const char* h : bad) EXPECT_THROW(ctxvars::parse_baggage(h), parse_error) << h;
+  try {
+    ctxvars::parse_baggage("a=1,a=2");
+    FAIL();
+  } catch (const parse_error& e) {
+    EXPECT_NE(std::string(e.what()).find("duplicate key 'a'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Baggage, LimitsOf180MembersAnd8192BytesAreEnforcedBothWays) {
+  std::string h;
+  for (int i = 0; i < 180; ++i) h += (i ? ",k" : "k") + std::to_string(i) + "=v";
+  EXPECT_EQ(ctxvars::parse_baggage(h).size(), 180u);
+  EXPECT_THROW(ctxvars::parse_baggage(h + ",k180=v"), parse_error);
+  std::string big = "a=" + std::string(8190, 'x');
+  EXPECT_EQ(ctxvars::parse_baggage(big).size(), 1u);
+  EXPECT_THROW(ctxvars::parse_baggage(big + "x"), parse_error);
+  std::vector<ctxvars::baggage_member> ms{{"a", std::string(8191, 'x'), {}}};
+  EXPECT_THROW(ctxvars::format_baggage(ms), parse_error);
+  std::vector<ctxvars::baggage_member> many;
+  for (int i = 0; i < 181; ++i) many.push_back({"k" + std::to_string(i), "v", {}});
+  EXPECT_THROW(ctxvars::format_baggage(many), parse_error);
+}
+
+TEST(Baggage, FormatPercentEncodesAndRoundTrips) {
+  std::vector<ctxvars::baggage_member> ms{{"user", "Zoë, \"admin\"; 100%", {"p", "q=1"}}, {"b", "", {}}};
+  const std::string h = ctxvars::format_baggage(ms);
+  EXPECT_EQ(h, "user=Zo%C3%AB%2C%20%22admin%22%3B%20100%25;p;q=1,b=");
+  EXPECT_EQ(ctxvars::parse_baggage(h), ms);
+}
+
+TEST(Baggage, FormatRejectsBadKeysAndNonUtf8Values) {
+  EXPECT_THROW(ctxvars::format_baggage({{"bad key", "v", {}}}), parse_error);
+  EXPECT_THROW(ctxvars::format_baggage({{"k", "\xff", {}}}), parse_error);
+  EXPECT_THROW(ctxvars::format_baggage({{"k", "v", {"bad prop"}}}), parse_error);
+  EXPECT_THROW(ctxvars::format_baggage({{"k", "v", {}}, {"k", "w", {}}}), parse_error);
+}
+
+TEST(Registry, RefusesNamesThatAreNotKeysAndNamesTakenByAnotherVariable) {
+  ctxvars::registry reg;
+  ctxvars::context_var<int> spaced("has space");
+  EXPECT_THROW(reg.add(spaced), ctxvars::registry_error);
+  ctxvars::context_var<int> a("same"), b("same");
+  reg.add(a);
+  EXPECT_THROW(reg.add(b), ctxvars::registry_error);
+  reg.add(a);  // again: replaces its codec
+  EXPECT_EQ(reg.size(), 1u);
+  EXPECT_TRUE(reg.remove(a));
+  EXPECT_FALSE(reg.remove(a));
+  reg.add(b);
+  EXPECT_TRUE(reg.contains(b));
+}
+
+TEST(Propagation, RegisteredVariablesRoundTripThroughBaggage) {
+  Vars v;
+  ctxvars::context_var<std::string> local("local");  // not registered: stays home
+  ctxvars::context src;
+  src.run([&] {
+    v.tenant.set("acme corp");
+    v.request.set("c22-r0");
+    v.retries.set(2);
+    local.set("secret");
+  });
+  const std::string h = ctxvars::to_baggage(src, v.reg);
+  EXPECT_EQ(h, "request_id=c22-r0,retries=2,tenant=acme%20corp");
+  ctxvars::context dst = ctxvars::extract({.baggage = h}, ctxvars::context(), v.reg);
+  EXPECT_EQ(dst.get(v.tenant), "acme corp");
+  EXPECT_EQ(dst.get(v.request), "c22-r0");
+  EXPECT_EQ(dst.get(v.retries), 2);
+  EXPECT_FALSE(dst.contains(local));
+  EXPECT_EQ(dst.size(), 3u);
+}
+
+TEST(Propagation, ExtractKeepsTheBaseAndNeverChangesIt) {
+  Vars v;
+  ctxvars::context base;
+  base.run([&] {
+    v.tenant.set("old");
+    v.request.set("keep");
+  });
+  ctxvars::context dst = ctxvars::extract({.baggage = "tenant=new"}, base, v.reg);
+  EXPECT_EQ(dst.get(v.tenant), "new");
+  EXPECT_EQ(dst.get(v.request), "keep");
+  EXPECT_EQ(base.get(v.tenant), "old");
+}
+
+TEST(Propagation, UnknownKeysAreReportedNotApplied) {
+  Vars v;
+  std::vector<ctxvars::baggage_member> unknown;
+  ctxvars::context dst = ctxvars::extract({.baggage = "tenant=a,other=x;p"}, ctxvars::context(), v.reg, &unknown);
+  EXPECT_EQ(dst.size(), 1u);
+  ASSERT_EQ(unknown.size(), 1u);
+  EXPECT_EQ(unknown[0].key, "other");
+  EXPECT_EQ(unknown[0].properties, std::vector<std::string>{"p"});
+}
+
+TEST(Propagation, AValueItsCodecRejectsFailsTheWholeHeaderAndAppliesNothing) {
+  Vars v;
+  ctxvars::context base;
+  std::vector<ctxvars::baggage_member> unknown;
+  try {
+    ctxvars::extract({.baggage = "tenant=a,other=b,retries=two"}, base, v.reg, &unknown);
+    FAIL();
+  } catch (const parse_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'retries'"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(base.size(), 0u);
+  EXPECT_TRUE(unknown.empty());
+  EXPECT_THROW(ctxvars::extract({.baggage = "retries=99999999999999999999"}, base, v.reg), parse_error);
+  EXPECT_THROW(ctxvars::extract({.baggage = "retries=1x"}, base, v.reg), parse_error);
+}
+
+TEST(Propagation, AMalformedTraceparentFailsTheWholeExtract) {
+  Vars v;
+  ctxvars::context base;
+  EXPECT_THROW(ctxvars::extract({.traceparent = "00-zz", .baggage = "tenant=a"}, base, v.reg), parse_error);
+  EXPECT_EQ(base.size(), 0u);
+}
+
+TEST(Propagation, ExtractWithTheCurrentContextAsBaseLeavesTheCurrentOneAlone) {
+  Vars v;
+  ctxvars::context().run([&] {
+    auto s = v.request.scoped_set("outer");
+    ctxvars::context c = ctxvars::extract({.baggage = "request_id=inner"}, ctxvars::copy_context(), v.reg);
+    EXPECT_EQ(v.request.get(), "outer");
+    c.run([&] { EXPECT_EQ(v.request.get(), "inner"); });
+  });
+}
+
+TEST(Propagation, ACustomCodecIsUsedBothWays) {
+  struct upper_codec {
+    std::string encode(const std::string& s) const { return "U" + s; }
+    std::string decode(std::string_view s) const {
+      if (s.empty() || s[0] != 'U') throw std::invalid_argument("no U");
+      return std::string(s.substr(1));
+    }
+  };
+  ctxvars::registry reg;
+  ctxvars::context_var<std::string> x("x");
+  reg.add(x, upper_codec{});
+  ctxvars::context c;
+  c.run([&] { x.set("v"); });
+  EXPECT_EQ(ctxvars::to_baggage(c, reg), "x=Uv");
+  EXPECT_EQ(ctxvars::extract({.baggage = "x=Uw"}, ctxvars::context(), reg).get(x), "w");
+  EXPECT_THROW(ctxvars::extract({.baggage = "x=w"}, ctxvars::context(), reg), parse_error);
+}
+
+TEST(Propagation, ARegisteredVariableMayBeDestroyedFirst) {
+  ctxvars::registry reg;
+  ctxvars::context c;
+  {
+    ctxvars::context_var<int> gone("gone");
+    reg.add(gone);
+    c.run([&] { gone.set(1); });
+  }
+  EXPECT_EQ(ctxvars::to_baggage(c, reg), "gone=1");
+  EXPECT_EQ(ctxvars::extract({.baggage = "gone=2"}, ctxvars::context(), reg).size(), 1u);
+}
+
+TEST(TraceContext, TraceparentParsesAndFormats) {
+  const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  auto p = ctxvars::parse_traceparent(tp);
+  EXPECT_EQ(p.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(p.parent_id_hex(), "00f067aa0ba902b7");
+  EXPECT_TRUE(p.sampled());
+  EXPECT_EQ(ctxvars::format_traceparent(p), tp);
+}
+
+TEST(TraceContext, MalformedTraceparentsAreRejected) {
+  const char* bad[] = {
+      "",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+      "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+      "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+      "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+      "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+      "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+      "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+  };
+  for (const char* s : bad) EXPECT_THROW(ctxvars::parse_traceparent(s), parse_error) << s;
+  // A later version may carry more fields after a '-'.
+  EXPECT_EQ(ctxvars::parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").version, 1);
+}
+
+TEST(TraceContext, TracestateParsesValidatesAndRejects) {
+  auto m = ctxvars::parse_tracestate("rojo=00f067aa0ba902b7, congo=t61rcWkgMzE,,t@sys=v");
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[1].second, "t61rcWkgMzE");
+  EXPECT_EQ(m[2].first, "t@sys");
+  EXPECT_EQ(ctxvars::format_tracestate(m), "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,t@sys=v");
+  const char* bad[] = {"Rojo=1", "a", "a=", "a=1,a=2", "a=b=c", "a=x\x7f", "1a=1", "a@=1", "@b=1"};
+  for (const char* s : bad) EXPECT_THROW(ctxvars::parse_tracestate(s), parse_error) << s;
+  std::string many;
+  for (int i = 0; i < 33; ++i) many += "k" + std::to_string(i) + "=v,";
+  EXPECT_THROW(ctxvars::parse_tracestate(many), parse_error);
+  EXPECT_THROW(ctxvars::parse_tracestate("a=" + std::string(600, 'x')), parse_error);
+}
+
+TEST(TraceContext, InjectAndExtractRoundTripTheTraceVariableAndBaggage) {
+  Vars v;
+  const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  ctxvars::context src;
+  src.run([&] {
+    ctxvars::trace_var().set({ctxvars::parse_traceparent(tp), "rojo=1"});
+    v.tenant.set("t1");
+  });
+  auto hs = ctxvars::inject(src, v.reg);
+  ASSERT_EQ(hs.size(), 3u);
+  EXPECT_EQ(hs[0], (std::pair<std::string, std::string>{"traceparent", tp}));
+  EXPECT_EQ(hs[1], (std::pair<std::string, std::string>{"tracestate", "rojo=1"}));
+  EXPECT_EQ(hs[2], (std::pair<std::string, std::string>{"baggage", "tenant=t1"}));
+  ctxvars::context dst = ctxvars::extract({hs[0].second, hs[1].second, hs[2].second}, ctxvars::context(), v.reg);
+  EXPECT_EQ(dst.get(ctxvars::trace_var()), src.get(ctxvars::trace_var()));
+  EXPECT_EQ(dst.get(v.tenant), "t1");
+  EXPECT_TRUE(ctxvars::inject(ctxvars::context(), v.reg).empty());
+}
+
+TEST(TraceContext, TracestateWithoutTraceparentIsIgnored) {
+  ctxvars::registry reg;
+  auto c = ctxvars::extract({.tracestate = "a=1"}, ctxvars::context(), reg);
+  EXPECT_EQ(c.size(), 0u);
+}
+
+}  // namespace
