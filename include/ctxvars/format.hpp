@@ -154,7 +154,7 @@ inline std::ostream& operator<<(std::ostream& os, const context::entry& e) { ret
 // as pairs (what format_to(copy_context()) would print minus the `<?>` ones)
 // without making a copy of the context. `sep` separates the pairs.
 inline void append_current_fields(std::string& out, char sep = ' ') {
-  detail::context_impl* cur = detail::tls.current;
+  detail::context_impl* cur = detail::this_thread_state().current;
   if (!cur) return;
   // This thread is the only writer of its current context: no lock needed.
   // A copy of the root (one reference), not the map itself: a formatter may
@@ -167,7 +167,7 @@ inline void append_current_fields(std::string& out, char sep = ' ') {
 template <class... T>
 void append_current_fields(std::string& out, const context_var<T>&... vars) {
   // Keeps the current values alive should a formatter set one of them.
-  const detail::context_map keep = detail::tls.current ? detail::tls.current->map : detail::context_map();
+  const detail::context_map keep = detail::this_thread_state().current ? detail::this_thread_state().current->map : detail::context_map();
   std::string scratch;
   bool first = true;
   auto one = [&](const auto& v) {
