@@ -88,8 +88,12 @@ auto bind(context c, F&& f) {
 // <ctxvars/ctxvars.hpp> cannot lose an association silently. Asio's generic
 // `associator` hook (standalone Asio >= 1.22, Boost >= 1.80) is forward-
 // declared exactly as Asio declares it, for both Asios; the partial
-// specialisations are only instantiated by code that uses Asio. (This
-// declares the namespaces ::asio and ::boost::asio.)
+// specialisations are only instantiated by code that uses Asio. Each block is
+// there only when that Asio is installed (__has_include), so a machine without
+// standalone Asio never sees a namespace ::asio from here. Where it is
+// installed, `namespace asio = boost::asio;` at global scope clashes with this
+// declaration: write a different alias name (say `net`).
+#if __has_include(<asio/associator.hpp>)
 namespace asio {
 template <template <typename, typename> class Associator, typename T, typename DefaultCandidate>
 struct associator;
@@ -110,7 +114,9 @@ struct associator<Associator, ::ctxvars::detail::context_bound<F>, DefaultCandid
   }
 };
 }  // namespace asio
+#endif
 
+#if __has_include(<boost/asio/associator.hpp>)
 // The same for Boost.Asio.
 namespace boost::asio {
 template <template <typename, typename> class Associator, typename T, typename DefaultCandidate>
@@ -132,3 +138,4 @@ struct associator<Associator, ::ctxvars::detail::context_bound<F>, DefaultCandid
   }
 };
 }  // namespace boost::asio
+#endif

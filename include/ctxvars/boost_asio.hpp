@@ -1,6 +1,6 @@
 // ctxvars for Boost.Asio: the same adapter as <ctxvars/asio.hpp>, with the
-// same names, in namespace ctxvars::boost_asio, for boost::asio (Boost >= 1.80
-// for gather; tested with Boost 1.81).
+// same names, in namespace ctxvars::boost_asio, for boost::asio (Boost >= 1.80;
+// tested with Boost 1.81).
 //
 //   ctxvars::boost_asio::co_spawn(ex, aw, token)      aw runs in a copy of the
 //                                                    caller's current context
@@ -14,6 +14,11 @@
 #pragma once
 
 #include <boost/asio/detail/config.hpp>
+#include <boost/version.hpp>
+
+#if BOOST_VERSION < 108000
+#error "ctxvars/boost_asio.hpp needs Boost.Asio >= 1.80 (boost::asio::deferred and the associator hook); Debian: libboost1.81-dev"
+#endif
 
 #if !defined(BOOST_ASIO_HAS_CO_AWAIT) || !defined(BOOST_ASIO_HAS_STD_COROUTINE)
 #error "ctxvars/boost_asio.hpp needs Boost.Asio's C++20 coroutines: compile with -std=c++20, and with clang++ define BOOST_ASIO_HAS_CO_AWAIT=1 and BOOST_ASIO_HAS_STD_COROUTINE=1 (the CMake target ctxvars::boost_asio does)"

@@ -86,17 +86,21 @@ class task_ref {
     std::swap(b_, o.b_);
     return *this;
   }
+  // Asio moves executors around constantly: a moved-from reference must cost
+  // one compare, so the release is kept out of line.
   ~task_ref() {
-    if (!b_) return;
-    // The only reference: nobody else can make a new one, skip the locked RMW.
-    if (b_->refs.load(std::memory_order_acquire) == 1 ||
-        b_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
-      delete b_;
+    if (b_) release(b_);
   }
   task_block* get() const noexcept { return b_; }
   task_block* operator->() const noexcept { return b_; }
 
  private:
+  [[gnu::noinline]] static void release(task_block* b) noexcept {
+    // The only reference: nobody else can make a new one, skip the locked RMW.
+    if (b->refs.load(std::memory_order_acquire) == 1 ||
+        b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      delete b;
+  }
   task_block* b_ = nullptr;
 };
 
@@ -401,19 +405,40 @@ struct co_spawn_fn {
   template <class Executor>
   using default_token = typename Traits::template default_completion_token_t<Executor>;
 
+  // Spawns the wrapped body on context_executor<Base>.
+  template <class Base, class Src, class Token>
+  static auto spawn_on(Base base, ctxvars::context c, Src&& src, Token&& token) {
+    using Aw = typename source_awaitable<Traits, Src>::type;
+    task_ref t = make_task(c);
+    basic_context_executor<Traits, Base> cex(std::move(base), t);
+    return Traits::co_spawn(std::move(cex),
+                            run_task<Traits, Aw>(std::decay_t<Src>(std::forward<Src>(src)), std::move(t)),
+                            std::forward<Token>(token));
+  }
+
   // Runs `aw` (an awaitable, or a function returning one) in `c` itself
   // (asyncio.create_task(coro, context=c)).
   template <class Executor, class Src, class Token = default_token<Executor>>
     requires executor_like<Traits, Executor> &&
              (awaitable_type<Traits, Src> || awaitable_factory<Traits, Src>)
   auto operator()(const Executor& ex, ctxvars::context c, Src&& src, Token&& token = Token()) const {
-    using Aw = typename source_awaitable<Traits, Src>::type;
     auto base = unwrap<Traits>(ex);
-    task_ref t = make_task(c);
-    basic_context_executor<Traits, decltype(base)> cex(std::move(base), t);
-    return Traits::co_spawn(std::move(cex),
-                            run_task<Traits, Aw>(std::decay_t<Src>(std::forward<Src>(src)), std::move(t)),
-                            std::forward<Token>(token));
+    using any = typename Traits::any_io_executor;
+    using io = typename Traits::io_executor;
+    if constexpr (std::is_same_v<decltype(base), any> &&
+                  std::is_same_v<decltype(spawn_on(std::declval<io>(), c, std::forward<Src>(src),
+                                                   std::forward<Token>(token))),
+                                 decltype(spawn_on(std::declval<any>(), c, std::forward<Src>(src),
+                                                   std::forward<Token>(token)))>) {
+      // An any_io_executor holding a plain io_context executor: wrap the
+      // io_context executor itself. context_executor<any_io_executor> does not
+      // fit any_io_executor's small-object buffer, so every one of the many
+      // copies Asio makes per resumption would allocate.
+      if (base.target_type() == typeid(io))
+        if (const io* p = base.template target<io>())
+          return spawn_on(*p, std::move(c), std::forward<Src>(src), std::forward<Token>(token));
+    }
+    return spawn_on(std::move(base), std::move(c), std::forward<Src>(src), std::forward<Token>(token));
   }
 
   // Runs `aw` in a copy of the caller's current context (asyncio.create_task).
