@@ -93,12 +93,27 @@ class layered_map {
     std::size_t size = 0;
     layer* parent = nullptr;  // counted reference
     trie_type base;           // owned at depth 0, borrowed above
-    entry_type log[L]{};      // unused entries hold a null value
+    alignas(entry_type) unsigned char storage[L * sizeof(entry_type)];  // the log: [0, count) built
+
+    layer() noexcept = default;
+    layer(const layer&) = delete;
+    layer& operator=(const layer&) = delete;
+    ~layer() {
+      for (std::uint32_t i = 0; i < count; ++i) log()[i].~entry_type();
+    }
+    entry_type* log() noexcept { return std::launder(reinterpret_cast<entry_type*>(storage)); }
+    const entry_type* log() const noexcept {
+      return std::launder(reinterpret_cast<const entry_type*>(storage));
+    }
+    void append(hash_t h, key_type k, Ptr&& v) noexcept {
+      ::new (static_cast<void*>(storage + count * sizeof(entry_type))) entry_type{h, k, std::move(v)};
+      ++count;
+    }
 
     bool unique() const noexcept { return refs.load(std::memory_order_acquire) == 1; }
-    int index_of(key_type k) const noexcept {
-      for (std::uint32_t i = 0; i < count; ++i)
-        if (log[i].key == k) return static_cast<int>(i);
+    int index_of(key_type k) const noexcept {  // newest first: recent writes are read and reset
+      for (std::uint32_t i = count; i-- > 0;)
+        if (log()[i].key == k) return static_cast<int>(i);
       return -1;
     }
   };
@@ -150,11 +165,11 @@ class layered_map {
   const Ptr* find(key_type k, hash_t h) const {
     const layer* top = top_;
     if (!top) return nullptr;
-    if (top->filter & filter_bit(k))
-      for (const layer* l = top; l; l = l->parent) {
-        const int i = l->index_of(k);
-        if (i >= 0) return l->log[i].value ? &l->log[i].value : nullptr;
-      }
+    const std::uint64_t bit = filter_bit(k);
+    for (const layer* l = top; l && (l->filter & bit); l = l->parent) {
+      const int i = l->index_of(k);
+      if (i >= 0) return l->log()[i].value ? &l->log()[i].value : nullptr;
+    }
     return top->base.find(k, h);
   }
   bool contains(key_type k) const { return find(k) != nullptr; }
@@ -163,8 +178,16 @@ class layered_map {
   // `old` (moved if this map owned it alone, else a new reference); what the
   // update dropped goes to `r`. Strong guarantee: on throw (std::bad_alloc)
   // nothing changed and v was not moved from.
-  bool assign(key_type k, Ptr&& v, Ptr& old, retired& r) { return write(k, hash_of(k), &v, old, r); }
-  bool assign(key_type k, hash_t h, Ptr&& v, Ptr& old, retired& r) { return write(k, h, &v, old, r); }
+  bool assign(key_type k, Ptr&& v, Ptr& old, retired& r) { return assign(k, hash_of(k), std::move(v), old, r); }
+  bool assign(key_type k, hash_t h, Ptr&& v, Ptr& old, retired& r) {
+    // The hot path (set+reset of a variable in a context nobody shares):
+    // replace in the bottom layer's trie, in place.
+    layer* top = top_;
+    if (top && top->depth == 0 && !(top->filter & filter_bit(k)) && top->unique() &&
+        top->base.replace_if_owned(h, k, v, old))
+      return false;
+    return write(k, h, &v, old, r);
+  }
   // Removes k. Returns whether it was present; its value goes to `old`.
   // Strong guarantee as for assign.
   bool remove(key_type k, Ptr& old, retired& r) {
@@ -229,7 +252,7 @@ class layered_map {
     void advance() noexcept {
       while (l_) {
         while (i_ < l_->count) {
-          const entry_type& e = l_->log[i_++];
+          const entry_type& e = l_->log()[i_++];
           if (e.value && !masked(e.key, l_)) {
             cur_ = &e;
             return;
@@ -268,8 +291,8 @@ class layered_map {
     for (const layer* l = top_; l; l = l->parent) {
       if (!l->unique()) return 0;
       for (std::uint32_t i = 0; i < l->count; ++i)
-        if (l->log[i].value)
-          if (int r = f(l->log[i])) return r;
+        if (l->log()[i].value)
+          if (int r = f(l->log()[i])) return r;
       if (l->depth == 0) return l->base.for_each_owned(f);
     }
     return 0;
@@ -290,16 +313,12 @@ class layered_map {
       if (l->base.root() != bottom->base.root() || l->base.size() != bottom->base.size())
         fail("layer does not see the bottom's trie");
       if (l->parent && (l->filter & l->parent->filter) != l->parent->filter) fail("filter lost a parent's key");
-      for (std::uint32_t i = 0; i < L; ++i) {
-        const entry_type& e = l->log[i];
-        if (i >= l->count) {
-          if (e.value) fail("value past the log's end");
-          continue;
-        }
+      for (std::uint32_t i = 0; i < l->count; ++i) {
+        const entry_type& e = l->log()[i];
         if (e.hash != hash_of(e.key)) fail("log entry with a wrong hash");
         if (!(l->filter & filter_bit(e.key))) fail("filter misses a logged key");
         for (std::uint32_t j = 0; j < i; ++j)
-          if (l->log[j].key == e.key) fail("key logged twice in one layer");
+          if (l->log()[j].key == e.key) fail("key logged twice in one layer");
         if (!e.value && !visible_below(l, e.key)) fail("tombstone over nothing");
       }
     }
@@ -334,9 +353,10 @@ class layered_map {
 
   // The value of k as seen from the layers strictly below l, then the trie.
   static const Ptr* visible_below(const layer* l, key_type k) {
-    for (const layer* p = l->parent; p; p = p->parent) {
+    const std::uint64_t bit = filter_bit(k);
+    for (const layer* p = l->parent; p && (p->filter & bit); p = p->parent) {
       const int i = p->index_of(k);
-      if (i >= 0) return p->log[i].value ? &p->log[i].value : nullptr;
+      if (i >= 0) return p->log()[i].value ? &p->log()[i].value : nullptr;
     }
     return l->base.find(k, hash_of(k));
   }
@@ -347,17 +367,16 @@ class layered_map {
     if (!top) {
       layer* n = new_layer();  // may throw; nothing changed
       n->filter = filter_bit(k);
-      n->log[0] = entry_type{h, k, std::move(*v)};
-      n->count = 1;
+      n->append(h, k, std::move(*v));
       n->size = 1;
       top_ = n;
       return true;
     }
-    const int own = top->index_of(k);
+    const int own = (top->filter & filter_bit(k)) ? top->index_of(k) : -1;
     const bool unique = top->unique();
     if (unique) {
       if (own >= 0) {  // the top's own entry, in place
-        entry_type& e = top->log[own];
+        entry_type& e = top->log()[own];
         const bool had = static_cast<bool>(e.value);
         old = std::move(e.value);
         e.value = Ptr();
@@ -368,10 +387,8 @@ class layered_map {
         }
         if (!visible_below(top, k)) {  // nothing to mask: drop the entry
           const std::uint32_t last = top->count - 1;
-          if (static_cast<std::uint32_t>(own) != last) {
-            top->log[own] = std::move(top->log[last]);
-            top->log[last].value = Ptr();
-          }
+          if (static_cast<std::uint32_t>(own) != last) top->log()[own] = std::move(top->log()[last]);
+          top->log()[last].~entry_type();
           top->count = last;
         }
         --top->size;
@@ -380,14 +397,14 @@ class layered_map {
       // The bottom layer's trie, in place where its path is ours alone.
       if (top->depth == 0 && v && top->base.replace_if_owned(h, k, *v, old)) return false;
     }
-    const Ptr* cur = own >= 0 ? (top->log[own].value ? &top->log[own].value : nullptr) : visible_below(top, k);
+    const Ptr* cur = own >= 0 ? (top->log()[own].value ? &top->log()[own].value : nullptr) : visible_below(top, k);
     const bool added = v && !cur;
     const std::size_t new_size = top->size + (added ? 1 : 0) - (v ? 0 : 1);
     if (unique) {
-      // A new key once the log is full, or an erase: in the bottom's trie,
-      // in place, if the path is ours (an erase there destroys the value now
-      // rather than masking it).
-      if (top->depth == 0 && (!v || top->count == L) && top->base.owns_path(h)) {
+      // A new key, or an erase, in the bottom's trie, in place, if the path
+      // is ours alone (an erase there destroys the value now rather than
+      // masking it): the log is only for what sharing would make expensive.
+      if (top->depth == 0 && top->base.owns_path(h)) {
         if (v)
           top->base.insert(h, k, std::move(*v), &old, &r.nodes);
         else
@@ -396,8 +413,7 @@ class layered_map {
         return added;
       }
       if (top->count < L) {  // append to the top's log
-        top->log[top->count] = entry_type{h, k, v ? std::move(*v) : Ptr()};
-        ++top->count;
+        top->append(h, k, v ? std::move(*v) : Ptr());
         top->filter |= filter_bit(k);
         if (cur) old = *cur;
         top->size = new_size;
@@ -417,8 +433,7 @@ class layered_map {
     n->parent = top;
     n->base.borrow(top->base);
     n->filter = top->filter | filter_bit(k);
-    n->log[0] = entry_type{h, k, v ? std::move(*v) : Ptr()};
-    n->count = 1;
+    n->append(h, k, v ? std::move(*v) : Ptr());
     n->size = new_size;
     if (cur) old = *cur;
     top_ = n;
@@ -437,7 +452,7 @@ class layered_map {
       for (unsigned j = nl; j-- > 0;) {
         const layer* l = chain[j];
         for (std::uint32_t i = 0; i < l->count; ++i) {
-          const entry_type& e = l->log[i];
+          const entry_type& e = l->log()[i];
           // Every reference these drop is also held by the old stack, so
           // releasing them here destroys nothing.
           if (e.value) {
