@@ -58,6 +58,7 @@
 #include <string>
 #include <utility>
 
+#include "../config.hpp"
 #include "hamt/trie.hpp"
 
 namespace ctxvars::detail {
@@ -372,62 +373,66 @@ class layered_map {
       top_ = n;
       return true;
     }
+    if (!top->unique()) return write_shared(top, k, h, v, old, r);
+    // The top is ours alone: change it in place.
     const int own = (top->filter & filter_bit(k)) ? top->index_of(k) : -1;
-    const bool unique = top->unique();
-    if (unique) {
-      if (own >= 0) {  // the top's own entry, in place
-        entry_type& e = top->log()[own];
-        const bool had = static_cast<bool>(e.value);
-        old = std::move(e.value);
-        e.value = Ptr();
-        if (v) {
-          e.value = std::move(*v);
-          if (!had) ++top->size;
-          return !had;
-        }
-        if (!visible_below(top, k)) {  // nothing to mask: drop the entry
-          const std::uint32_t last = top->count - 1;
-          if (static_cast<std::uint32_t>(own) != last) top->log()[own] = std::move(top->log()[last]);
-          top->log()[last].~entry_type();
-          top->count = last;
-        }
-        --top->size;
-        return false;
+    if (own >= 0) {  // the top's own entry
+      entry_type& e = top->log()[own];
+      const bool had = static_cast<bool>(e.value);
+      old = std::move(e.value);
+      e.value = Ptr();
+      if (v) {
+        e.value = std::move(*v);
+        if (!had) ++top->size;
+        return !had;
       }
-      // The bottom layer's trie, in place where its path is ours alone.
-      if (top->depth == 0 && v && top->base.replace_if_owned(h, k, *v, old)) return false;
+      if (!visible_below(top, k)) {  // nothing to mask: drop the entry
+        const std::uint32_t last = top->count - 1;
+        if (static_cast<std::uint32_t>(own) != last) top->log()[own] = std::move(top->log()[last]);
+        top->log()[last].~entry_type();
+        top->count = last;
+      }
+      --top->size;
+      return false;
     }
+    // The bottom layer's trie, in place where its path is ours alone.
+    if (top->depth == 0 && v && top->base.replace_if_owned(h, k, *v, old)) return false;
+    const Ptr* cur = visible_below(top, k);
+    const bool added = v && !cur;
+    const std::size_t new_size = top->size + (added ? 1 : 0) - (v ? 0 : 1);
+    // A new key, or an erase, in the bottom's trie, in place, if the path is
+    // ours alone (an erase there destroys the value now rather than masking
+    // it): the log is only for what sharing would make expensive.
+    if (top->depth == 0 && top->base.owns_path(h)) {
+      if (v)
+        top->base.insert(h, k, std::move(*v), &old, &r.nodes);
+      else
+        top->base.erase(h, k, &old, &r.nodes);
+      top->size = new_size;
+      return added;
+    }
+    if (top->count < L) {  // append to the top's log
+      top->append(h, k, v ? std::move(*v) : Ptr());
+      top->filter |= filter_bit(k);
+      if (cur) old = *cur;
+      top->size = new_size;
+      return added;
+    }
+    fold(k, h, v, cur, old, r);
+    return added;
+  }
+
+  // A write to a shared top: a child layer holding it. Our reference to the
+  // top becomes the child's parent reference.
+  bool write_shared(layer* top, key_type k, hash_t h, Ptr* v, Ptr& old, retired& r) {
+    const int own = (top->filter & filter_bit(k)) ? top->index_of(k) : -1;
     const Ptr* cur = own >= 0 ? (top->log()[own].value ? &top->log()[own].value : nullptr) : visible_below(top, k);
     const bool added = v && !cur;
     const std::size_t new_size = top->size + (added ? 1 : 0) - (v ? 0 : 1);
-    if (unique) {
-      // A new key, or an erase, in the bottom's trie, in place, if the path
-      // is ours alone (an erase there destroys the value now rather than
-      // masking it): the log is only for what sharing would make expensive.
-      if (top->depth == 0 && top->base.owns_path(h)) {
-        if (v)
-          top->base.insert(h, k, std::move(*v), &old, &r.nodes);
-        else
-          top->base.erase(h, k, &old, &r.nodes);
-        top->size = new_size;
-        return added;
-      }
-      if (top->count < L) {  // append to the top's log
-        top->append(h, k, v ? std::move(*v) : Ptr());
-        top->filter |= filter_bit(k);
-        if (cur) old = *cur;
-        top->size = new_size;
-        return added;
-      }
-      fold(k, h, v, cur, old, r);
-      return added;
-    }
     if (top->depth + 1 > D) {
       fold(k, h, v, cur, old, r);
       return added;
     }
-    // A shared top: a child layer holding this write. Our reference to the
-    // top becomes the child's parent reference.
     layer* n = new_layer();  // may throw; nothing changed
     n->depth = top->depth + 1;
     n->parent = top;
@@ -442,7 +447,7 @@ class layered_map {
 
   // Folds the whole stack and the pending write into a new bottom layer
   // whose log is empty.
-  void fold(key_type k, hash_t h, Ptr* v, const Ptr* cur, Ptr& old, retired& r) {
+  CTXVARS_NOINLINE void fold(key_type k, hash_t h, Ptr* v, const Ptr* cur, Ptr& old, retired& r) {
     layer* chain[D + 1];
     unsigned nl = 0;
     for (layer* l = top_; l; l = l->parent) chain[nl++] = l;
