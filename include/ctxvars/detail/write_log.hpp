@@ -32,8 +32,8 @@
 // Folding. When the top's log is full, or a new child would be deeper than D,
 // the whole stack is folded: a fresh bottom layer gets a copy of the trie
 // (one reference) with every layer's entries applied from the bottom up
-// (path copies, but several writes share the upper nodes they copy), and the
-// pending write in its log. All of it is built before anything visible
+// (path copies, but several writes share the upper nodes they copy) and the
+// pending write applied last; its log starts empty. All of it is built before anything visible
 // changes; a throw (std::bad_alloc) discards the new layer and leaves the map
 // and the value unchanged. During the fold every reference dropped is one the
 // old stack also holds, so nothing is destroyed before the old top is released
@@ -41,7 +41,8 @@
 //
 // Costs. Copy: O(1), one counted reference. Lookup: the filter test, then at
 // most (D + 1) * L key comparisons, then the trie's O(log32 n). A write after
-// a copy: one layer, no other reference counted. Memory: one layer (~250 bytes
+// a copy: one layer, and no reference counted but the displaced value's (which
+// goes to the caller, for a token). Memory: one layer (~250 bytes
 // with L = 8) per written copy, up to D + 1 per stack; values a child layer
 // masks stay alive with their parent until the stack folds or dies.
 //
@@ -87,6 +88,8 @@ class layered_map {
 
  private:
   struct layer {
+    // Memory ordering as for trie nodes (node.hpp): increments relaxed (made
+    // from an existing reference), decrements acq_rel, unique() acquire.
     std::atomic<std::uint32_t> refs{1};
     std::uint32_t count = 0;  // log entries in use: [0, count)
     std::uint32_t depth = 0;  // layers below this one
