@@ -292,6 +292,7 @@ TEST(Threads, ReadersOfACopySeeWholeStatesWhileItsLayersFillAndFold) {
     }
   };
   std::thread r1(reader), r2(reader);
+  while (reads.load(std::memory_order_relaxed) < 2) std::this_thread::yield();  // readers are running
   std::vector<context> keeps;
   for (int round = 1; round <= 60; ++round) {
     if (round % 7 == 0) keeps.push_back(c.copy());  // stacks of copies, folding at the depth limit

@@ -97,7 +97,8 @@ class layered_map {
     std::size_t size = 0;
     layer* parent = nullptr;  // counted reference
     trie_type base;           // owned at depth 0, borrowed above
-    alignas(entry_type) unsigned char storage[L * sizeof(entry_type)];  // the log: [0, count) built
+    std::uint32_t cap = 0;  // log capacity: L, or 0 for a map's first bottom layer
+    // The log follows the layer in the same allocation: [0, count) built.
 
     layer() noexcept = default;
     layer(const layer&) = delete;
@@ -105,12 +106,12 @@ class layered_map {
     ~layer() {
       for (std::uint32_t i = 0; i < count; ++i) log()[i].~entry_type();
     }
-    entry_type* log() noexcept { return std::launder(reinterpret_cast<entry_type*>(storage)); }
+    entry_type* log() noexcept { return std::launder(reinterpret_cast<entry_type*>(this + 1)); }
     const entry_type* log() const noexcept {
-      return std::launder(reinterpret_cast<const entry_type*>(storage));
+      return std::launder(reinterpret_cast<const entry_type*>(this + 1));
     }
     void append(hash_t h, key_type k, Ptr&& v) noexcept {
-      ::new (static_cast<void*>(storage + count * sizeof(entry_type))) entry_type{h, k, std::move(v)};
+      ::new (static_cast<void*>(log() + count)) entry_type{h, k, std::move(v)};
       ++count;
     }
 
@@ -311,7 +312,7 @@ class layered_map {
     bottom->base.check_invariants();
     for (const layer* l = top_; l; l = l->parent) {
       if (l->refs.load(std::memory_order_relaxed) == 0) fail("layer with zero references");
-      if (l->count > L) fail("log overflow");
+      if (l->count > l->cap || l->cap > L) fail("log overflow");
       if (l->depth != (l->parent ? l->parent->depth + 1 : 0)) fail("depth");
       if (l->depth > D) fail("stack deeper than D");
       if (l->base.root() != bottom->base.root() || l->base.size() != bottom->base.size())
@@ -334,14 +335,28 @@ class layered_map {
  private:
   static std::uint64_t filter_bit(key_type k) noexcept { return std::uint64_t{1} << (k & 63); }
 
-  static layer* new_layer() {
-    void* p = Alloc::allocate(sizeof(layer));
-    return ::new (p) layer;
+  static constexpr std::size_t layer_bytes(std::uint32_t cap) noexcept {
+    static_assert(sizeof(layer) % alignof(entry_type) == 0 && alignof(layer) >= alignof(entry_type));
+    return sizeof(layer) + cap * sizeof(entry_type);
+  }
+
+ public:
+  // Bytes of a layer with a full log (what an allocator may pool); a map's
+  // first bottom layer has no log and is smaller.
+  static constexpr std::size_t full_layer_bytes() noexcept { return layer_bytes(L); }
+
+ private:
+  static layer* new_layer(std::uint32_t cap) {
+    void* p = Alloc::allocate(layer_bytes(cap));
+    layer* l = ::new (p) layer;
+    l->cap = cap;
+    return l;
   }
   static void destroy(layer* l) noexcept {
     if (l->depth) l->base.forget();
+    const std::size_t bytes = layer_bytes(l->cap);
     l->~layer();
-    Alloc::deallocate(l, sizeof(layer));
+    Alloc::deallocate(l, bytes);
   }
   // Drops one reference; frees the layers (and what they own) that it kept.
   static void release(layer* l) noexcept {
@@ -369,9 +384,15 @@ class layered_map {
   bool write(key_type k, hash_t h, Ptr* v, Ptr& old, retired& r) {
     layer* top = top_;
     if (!top) {
-      layer* n = new_layer();  // may throw; nothing changed
-      n->filter = filter_bit(k);
-      n->append(h, k, std::move(*v));
+      // A bottom layer without a log (an unshared map needs none: its
+      // writes go to its trie in place), so a small context stays small.
+      layer* n = new_layer(0);  // may throw; nothing changed
+      try {
+        n->base.insert(h, k, std::move(*v));  // moved from only on success
+      } catch (...) {
+        destroy(n);
+        throw;
+      }
       n->size = 1;
       top_ = n;
       return true;
@@ -414,7 +435,7 @@ class layered_map {
       top->size = new_size;
       return added;
     }
-    if (top->count < L) {  // append to the top's log
+    if (top->count < top->cap) {  // append to the top's log
       top->append(h, k, v ? std::move(*v) : Ptr());
       top->filter |= filter_bit(k);
       if (cur) old = *cur;
@@ -436,7 +457,7 @@ class layered_map {
       fold(k, h, v, cur, old, r);
       return added;
     }
-    layer* n = new_layer();  // may throw; nothing changed
+    layer* n = new_layer(L);  // may throw; nothing changed
     n->depth = top->depth + 1;
     n->parent = top;
     n->base.borrow(top->base);
@@ -454,7 +475,7 @@ class layered_map {
     layer* chain[D + 1];
     unsigned nl = 0;
     for (layer* l = top_; l; l = l->parent) chain[nl++] = l;
-    layer* n = new_layer();
+    layer* n = new_layer(L);
     try {
       n->base = trie_type(chain[nl - 1]->base);  // one reference to the shared trie
       for (unsigned j = nl; j-- > 0;) {
