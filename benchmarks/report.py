@@ -134,6 +134,10 @@ if cpy:
             if bp and bc:
                 tp, tc = ns(bp), ns(bc)
                 w(f"| {label} | {n} | {tp:.1f} ({tp / pbase:.0f}x) | {tc:.1f} ({tc / pbase:.0f}x) | {tp / tc:.1f} |")
+    for n in (8, 1000):
+        b = cpy.get(f"BM_CPython_GetDefault/{n}")
+        if b:
+            w(f"| get falling back to the default | {n} | {ns(b):.1f} ({ns(b) / pbase:.0f}x) | | |")
     w("")
     w("The request paths (issue 11; target: ctxvars / CPython <= 0.2). Times are wall-clock medians; "
       "CPU-time ratios beside them, which a loaded machine distorts less:\n")
@@ -148,11 +152,6 @@ if cpy:
                 cr = bc["cpu_time"] / bp["cpu_time"]
                 w(f"| {label} | {n} | {tp:.0f} | {tc:.0f} | {tc / tp:.2f}x | {cr:.2f}x | "
                   f"{'yes' if tc / tp <= 0.2 else 'no'} |")
-    w("")
-    for n in (8, 1000):
-        b = cpy.get(f"BM_CPython_GetDefault/{n}")
-        if b:
-            w(f"| get falling back to the default | {n} | {ns(b):.1f} ({ns(b) / pbase:.0f}x) | | |")
     w("")
 _, tls = load("tls.json")
 if tls:
