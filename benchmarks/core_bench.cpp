@@ -161,6 +161,14 @@ void BM_Context_BytesPerEntry(benchmark::State& state) {
     std::vector<std::unique_ptr<ctxvars::context_var<int>>> fresh;
     for (int i = 0; i < n; ++i) fresh.push_back(std::make_unique<ctxvars::context_var<int>>("f"));
     ctxvars::context c;
+    // Write-log layers come from a per-thread free list: empty it so that
+    // the context's layer is counted like its trie nodes.
+    auto& st = ctxvars::detail::tls;
+    while (void* p = st.free_layers) {
+      st.free_layers = *static_cast<void**>(p);
+      ::operator delete(p);
+    }
+    st.n_free_layers = 0;
     const long b = ctxvars_bench::live_bytes();
     c.run([&] {
       for (auto& v : fresh) (void)v->set(1);

@@ -6,12 +6,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <new>
 #include <string>
 #include <thread>
+#include <vector>
+#include <memory>
 
 #include "counted.hpp"
 #include "ctxvars/task.hpp"
@@ -60,6 +63,17 @@ int sweep(Op op, Check check) {
   fail_countdown = -1;
   ADD_FAILURE() << "operation never succeeded";
   return -1;
+}
+
+// Layers of write logs come from a per-thread free list; empty it so that
+// the operation under test must call operator new for them.
+void drain_layer_cache() {
+  auto& st = ctxvars::detail::tls;
+  while (void* p = st.free_layers) {
+    st.free_layers = *static_cast<void**>(p);
+    ::operator delete(p);
+  }
+  st.n_free_layers = 0;
 }
 
 std::map<std::string, int> snapshot(const context& c) {
@@ -158,16 +172,97 @@ TEST(AllocationFailure, ResetThatMustCopyThePathIsAllOrNothing) {
     context keep = ctx.copy();
     const auto before = snapshot(ctx);
     const int points = ctx.run([&] {
-      return sweep([&] { v.b.reset(*t); },
-                   [&] {
-                     EXPECT_FALSE(t->used()) << "a failed reset must not use the token";
-                     EXPECT_EQ(snapshot(ctx), before);
-                   });
+      return sweep(
+          [&] {
+            drain_layer_cache();
+            v.b.reset(*t);
+          },
+          [&] {
+            EXPECT_FALSE(t->used()) << "a failed reset must not use the token";
+            EXPECT_EQ(snapshot(ctx), before);
+          });
     });
-    EXPECT_GT(points, 0) << "the shared path has to be copied";
+    EXPECT_GT(points, 0) << "the shared context needs a new layer";
     EXPECT_TRUE(t->used());
     EXPECT_FALSE(ctx.contains(v.b));
     EXPECT_EQ(keep.get(v.b)->v, 5);
+  }
+  EXPECT_EQ(counted::alive.load(), alive_before);
+}
+
+// The write log's folding step: a copy's log fills up (8 entries) and is
+// folded into a copy of the trie, with every allocation of the fold failing
+// in turn; then a stack of copies reaches the depth limit and folds.
+TEST(AllocationFailure, FoldingAFullWriteLogIsAllOrNothing) {
+  const long alive_before = counted::alive.load();
+  {
+    vars v;
+    std::vector<std::unique_ptr<context_var<counted>>> fresh;
+    for (int i = 0; i < 20; ++i) fresh.push_back(std::make_unique<context_var<counted>>("f" + std::to_string(i)));
+    context ctx;
+    ctx.run([&] {
+      for (auto& m : v.many) (void)m->set(counted(1));
+    });
+    context keep = ctx.copy();
+    const auto kept = snapshot(keep);
+    int most = 0;
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      const auto before = snapshot(ctx);
+      const int points = ctx.run([&] {
+        return sweep(
+            [&] {
+              drain_layer_cache();
+              if (i % 5 == 4) {
+                (void)v.many[i]->set(counted(-static_cast<int>(i)));  // replace a value below the log
+              } else {
+                (void)fresh[i]->set(counted(static_cast<int>(i)));
+              }
+            },
+            [&] { EXPECT_EQ(snapshot(ctx), before); });
+      });
+      most = std::max(most, points);
+      EXPECT_EQ(snapshot(keep), kept) << "the copy never changes";
+    }
+    EXPECT_GT(most, 3) << "a fold copies trie paths: several allocations";
+    EXPECT_EQ(ctx.size(), 216u);  // 200 + 16 fresh ones (every fifth set replaced a value)
+  }
+  EXPECT_EQ(counted::alive.load(), alive_before);
+}
+
+TEST(AllocationFailure, FoldingADeepStackOfCopiesIsAllOrNothing) {
+  const long alive_before = counted::alive.load();
+  {
+    vars v;
+    context ctx;
+    ctx.run([&] {
+      for (auto& m : v.many) (void)m->set(counted(1));
+    });
+    std::vector<context> keeps;
+    int most = 0;
+    for (int g = 0; g < 12; ++g) {
+      keeps.push_back(ctx.copy());  // each set below adds a layer over a shared one
+      const auto before = snapshot(ctx);
+      const int points = ctx.run([&] {
+        return sweep(
+            [&] {
+              drain_layer_cache();
+              if (g % 3 == 2) {
+                (void)v.a.set(counted(g));
+              } else {
+                (void)v.many[static_cast<std::size_t>(g)]->set(counted(100 + g));
+              }
+            },
+            [&] { EXPECT_EQ(snapshot(ctx), before); });
+      });
+      most = std::max(most, points);
+    }
+    EXPECT_GT(most, 3) << "the stack reached the depth limit and folded";
+    // keeps[g] was copied before generation g's set: it has those before it.
+    for (std::size_t g = 1; g < keeps.size(); ++g) {
+      const std::size_t j = g - 1;
+      EXPECT_EQ(keeps[g].get(*v.many[j])->v, j % 3 == 2 ? 1 : 100 + static_cast<int>(j));
+      EXPECT_EQ(keeps[g].get(*v.many[g])->v, 1);
+    }
   }
   EXPECT_EQ(counted::alive.load(), alive_before);
 }

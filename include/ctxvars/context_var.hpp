@@ -198,7 +198,8 @@ class context_var {
   // T's copy), the context is unchanged.
   token<T> set(T value) {
     detail::box_ptr box = detail::make_box<T>(info_, std::move(value));
-    detail::context_impl* c = detail::writable_context();
+    detail::context_impl* c = detail::tls.current;
+    if (CTXVARS_UNLIKELY(!c)) c = detail::writable_context();
     token<T> t(this, id_, c->id);
     // The token's copy of the old value: taken before the change when copying
     // may throw (then nothing changed), after it when it cannot. A move-only T

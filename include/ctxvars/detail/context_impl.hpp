@@ -7,18 +7,11 @@
 #include <functional>
 
 #include "../config.hpp"
-#include "hamt/trie.hpp"
+#include "context_map.hpp"
 #include "thread_state.hpp"
 #include "value_box.hpp"
 
 namespace ctxvars::detail {
-
-struct id_hash {
-  // Ids are sequential, which already spreads them perfectly over the trie's
-  // branches: the identity is the best hash.
-  hamt::hash_t operator()(std::uint64_t id) const noexcept { return id; }
-};
-using context_map = hamt::trie<std::uint64_t, box_ptr, id_hash, std::equal_to<std::uint64_t>, 5>;
 
 std::uint64_t next_context_id() noexcept;
 [[noreturn]] void throw_context_in_use(bool by_this_thread);
@@ -106,13 +99,13 @@ class alignas(64) context_impl {
   void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
     context_map::retired dropped;
     writer_lock g(*this);
-    if (!map.replace_if_owned(var_id, var_id, box, old)) map.insert(var_id, var_id, std::move(box), &old, &dropped);
+    map.assign(var_id, var_id, std::move(box), old, dropped);
     ++mods_;
   }
   void remove(std::uint64_t var_id, box_ptr& old) {
     context_map::retired dropped;
     writer_lock g(*this);
-    if (map.erase(var_id, var_id, &old, &dropped)) ++mods_;
+    if (map.remove(var_id, var_id, old, dropped)) ++mods_;
   }
 
   // Lookup-cache bookkeeping (see thread_state): the version a thread used

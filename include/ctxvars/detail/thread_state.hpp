@@ -53,6 +53,9 @@ struct thread_state {
   // their first bytes), so copy_context/destroy pairs skip malloc.
   void* free_contexts;
   unsigned n_free_contexts;
+  // Freed write-log layers kept for reuse (context_map.hpp), likewise.
+  void* free_layers;
+  unsigned n_free_layers;
 };
 
 extern constinit thread_local thread_state tls;
