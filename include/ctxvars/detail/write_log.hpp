@@ -288,6 +288,20 @@ class layered_map {
   iterator begin() const noexcept { return iterator(top_); }
   iterator end() const noexcept { return iterator(); }
 
+  // The trie under the logs (empty if none), and every key written to a log
+  // above it (a set or an erase; a key may be visited more than once). With
+  // them, two maps can be compared by walking their tries side by side and
+  // looking up the logged keys (ctxvars::diff). No allocation.
+  const trie_type& base_trie() const noexcept {
+    static const trie_type empty;
+    return top_ ? top_->base : empty;
+  }
+  template <class F>
+  void for_each_logged_key(F&& f) const {
+    for (const layer* l = top_; l; l = l->parent)
+      for (std::uint32_t i = 0; i < l->count; ++i) f(l->log()[i].key);
+  }
+
   // Calls f(entry) for the entries this handle alone holds (reached through
   // layers and trie nodes nobody else references); stops at f's first
   // non-zero result. Only meaningful while no other thread changes counts.
