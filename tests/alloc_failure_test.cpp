@@ -68,7 +68,7 @@ int sweep(Op op, Check check) {
 // Layers of write logs come from a per-thread free list; empty it so that
 // the operation under test must call operator new for them.
 void drain_layer_cache() {
-  auto& st = ctxvars::detail::tls;
+  auto& st = ctxvars::detail::this_thread_state();
   while (void* p = st.free_layers) {
     st.free_layers = *static_cast<void**>(p);
     ::operator delete(p);
