@@ -165,6 +165,26 @@ if tls:
             t = 1e9 / tls[key]["items_per_second"]
             w(f"| {label} | {t:.2f} | {t / tbase:.1f}x |")
     w("")
+if "BM_Switch_WithoutHook" in core:
+    w("## Watchers (watch.hpp)\n")
+    w("With no watcher registered, the hook costs one load and a never-taken branch per switch and per "
+      "set/reset. Same run: the core's switch (switch_to + a cached get + switch_back, as a task step "
+      "does it) with the hook, against a copy of the same code without it.\n")
+    w("| operation | ns | ratio to the raw read |")
+    w("|---|---|---|")
+    for key, label in (("BM_Switch_WithoutHook", "switch in, get, switch out: without the hook"),
+                       ("BM_Switch_WithHook_NoWatcher", "the same with the hook, no watcher"),
+                       ("BM_Context_Run/8", "`run` of an empty lambda, no watcher"),
+                       ("BM_Context_Run_Watched/0", "`run`, a no-op context-switch watcher registered"),
+                       ("BM_Context_Run_Watched/1", "`run`, a watcher of one of the 8 variables (diff per switch)"),
+                       ("BM_ContextVar_SetReset/8", "`set`+`reset`, no watcher"),
+                       ("BM_ContextVar_SetReset_Watched/0", "`set`+`reset`, a watcher of another variable"),
+                       ("BM_ContextVar_SetReset_Watched/1", "`set`+`reset`, a watcher of this variable")):
+        if key in core:
+            w(f"| {label} | {ns(core[key]):.2f} | {ns(core[key]) / base:.1f}x |")
+    if "BM_Switch_WithHook_NoWatcher" in core:
+        d = ns(core["BM_Switch_WithHook_NoWatcher"]) - ns(core["BM_Switch_WithoutHook"])
+        w(f"\nHook with no watcher: **{d:+.2f} ns** per switch pair (two tests) in this run.\n")
 cg = os.path.join(out_dir, "callgrind.txt")
 if os.path.exists(cg):
     w("## Instruction counts (valgrind --tool=callgrind)\n")

@@ -18,6 +18,7 @@
 
 #include "counted.hpp"
 #include "ctxvars/task.hpp"
+#include "ctxvars/watch.hpp"
 
 namespace {
 constinit thread_local long fail_countdown = -1;  // -1: never fail
@@ -319,6 +320,48 @@ TEST(AllocationFailure, ASetCountsItsAllocations) {
     for (int i = 0; i < 100; ++i) ctx.copy().run([] {});
     EXPECT_LE(allocations - before, 1) << "copies recycle the context state; run never allocates";
   });
+}
+
+
+TEST(AllocationFailure, RegisteringAWatcherIsAllOrNothing) {
+  context_var<int> v("watched");
+  int calls = 0;
+  watcher w;
+  const int points = sweep([&] { w = watch(v, [&](const value_change<int>&) { ++calls; }); },
+                           [&] {
+                             EXPECT_FALSE(w.active());
+                             EXPECT_EQ(ctxvars::detail::watching(), 0u) << "nothing registered";
+                           });
+  EXPECT_GT(points, 0);
+  context().run([&] { (void)v.set(1); });
+  EXPECT_EQ(calls, 2) << "the set, then leaving the context";
+  w.unwatch();
+  EXPECT_EQ(ctxvars::detail::watching(), 0u);
+}
+
+TEST(AllocationFailure, ASwitchWhoseChangesCannotBeComputedSkipsOnlyItsValueNotifications) {
+  context_var<int> v("watched");
+  context c;
+  c.run([&] { (void)v.set(1); });
+  int value_calls = 0, switch_calls = 0;
+  watcher w = watch(v, [&](const value_change<int>&) { ++value_calls; });
+  watcher s = on_context_switch([&](const context_switch&) { ++switch_calls; });
+  context().run([] {});  // this thread's cached list of watchers is filled
+  value_calls = switch_calls = 0;
+  int failed_switches = 0;
+  for (int n = 0; n < 50; ++n) {
+    const int vc = value_calls;
+    fail_countdown = n;
+    c.run([&] { EXPECT_EQ(v.get(), 1) << "the switch itself never fails"; });
+    const bool failed = fail_countdown < 0;  // the nth allocation was reached
+    fail_countdown = -1;
+    if (failed) ++failed_switches;
+    if (!failed) {
+      EXPECT_EQ(value_calls, vc + 2) << "no allocation failed: both switches reported";
+    }
+  }
+  EXPECT_GT(failed_switches, 0) << "a switch with a value watcher allocates (its list of changes)";
+  EXPECT_EQ(switch_calls, 100) << "context-switch watchers are always called";
 }
 
 }  // namespace

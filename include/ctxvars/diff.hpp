@@ -116,6 +116,33 @@ class trie_differ {
 
 }  // namespace detail
 
+namespace detail {
+// diff() over two maps the caller keeps alive and unchanged meanwhile (watch.cpp
+// hands it copies taken on the thread that writes them).
+template <class F>
+void diff_maps(const context_map& a, const context_map& b, F& f) {
+  // A context is a trie under small write logs (detail/write_log.hpp): keys
+  // written to either side's logs are compared by look-up; the tries are
+  // walked side by side with those keys left out.
+  std::vector<std::uint64_t> logged;
+  a.for_each_logged_key([&](std::uint64_t k) { logged.push_back(k); });
+  b.for_each_logged_key([&](std::uint64_t k) { logged.push_back(k); });
+  std::sort(logged.begin(), logged.end());
+  logged.erase(std::unique(logged.begin(), logged.end()), logged.end());
+  using entry_t = context_map::entry_type;
+  trie_differ<F> d(f, logged);
+  for (std::uint64_t k : logged) {
+    const box_ptr* pa = a.find(k, k);
+    const box_ptr* pb = b.find(k, k);
+    if ((pa ? pa->get() : nullptr) == (pb ? pb->get() : nullptr)) continue;
+    // report() reads only key and value of the entries it is given.
+    const entry_t ea{k, k, pa ? *pa : box_ptr()}, eb{k, k, pb ? *pb : box_ptr()};
+    d.emit(pa ? &ea : nullptr, pb ? &eb : nullptr);
+  }
+  d.walk(a.base_trie().root(), b.base_trie().root());
+}
+}  // namespace detail
+
 // Calls f(const change&) for every variable whose value differs between
 // `before` and `after` (snapshots taken at the call; safe while other threads
 // run in either). Order: unspecified. Cost: O(changes x log32 n) plus the
@@ -125,25 +152,7 @@ template <class F>
 void diff(const context& before, const context& after, F&& f) {
   const detail::context_map a = detail::context_access::impl(before)->snapshot();
   const detail::context_map b = detail::context_access::impl(after)->snapshot();
-  // A context is a trie under small write logs (detail/write_log.hpp): keys
-  // written to either side's logs are compared by look-up; the tries are
-  // walked side by side with those keys left out.
-  std::vector<std::uint64_t> logged;
-  a.for_each_logged_key([&](std::uint64_t k) { logged.push_back(k); });
-  b.for_each_logged_key([&](std::uint64_t k) { logged.push_back(k); });
-  std::sort(logged.begin(), logged.end());
-  logged.erase(std::unique(logged.begin(), logged.end()), logged.end());
-  using entry_t = detail::context_map::entry_type;
-  detail::trie_differ<std::remove_reference_t<F>> d(f, logged);
-  for (std::uint64_t k : logged) {
-    const detail::box_ptr* pa = a.find(k, k);
-    const detail::box_ptr* pb = b.find(k, k);
-    if ((pa ? pa->get() : nullptr) == (pb ? pb->get() : nullptr)) continue;
-    // report() reads only key and value of the entries it is given.
-    const entry_t ea{k, k, pa ? *pa : detail::box_ptr()}, eb{k, k, pb ? *pb : detail::box_ptr()};
-    d.emit(pa ? &ea : nullptr, pb ? &eb : nullptr);
-  }
-  d.walk(a.base_trie().root(), b.base_trie().root());
+  detail::diff_maps(a, b, f);
 }
 
 }  // namespace ctxvars

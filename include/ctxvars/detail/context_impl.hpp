@@ -10,6 +10,7 @@
 #include "context_map.hpp"
 #include "thread_state.hpp"
 #include "value_box.hpp"
+#include "watch_hook.hpp"
 
 namespace ctxvars::detail {
 
@@ -170,6 +171,7 @@ struct switch_record {
 };
 
 // Makes `c` current (the caller made sure this thread may be inside it).
+// Watchers (watch.hpp) are told after the switch, on this thread.
 // Cache: a version this thread used in `c` before is reused if `c` did not
 // change since; otherwise a fresh one makes every slot miss.
 CTXVARS_ALWAYS_INLINE switch_record switch_to(thread_state& st, context_impl* c) noexcept {
@@ -177,6 +179,7 @@ CTXVARS_ALWAYS_INLINE switch_record switch_to(thread_state& st, context_impl* c)
   st.current = c;
   const std::uint64_t v = c->version_for(st);
   st.version = v ? v : fresh_version(st);
+  if (CTXVARS_UNLIKELY(watching())) notify_switch(r.prev, c);
   return r;
 }
 // Undoes switch_to. The previous context cannot have changed meanwhile: it is
@@ -187,6 +190,7 @@ CTXVARS_ALWAYS_INLINE void switch_back(thread_state& st, context_impl* c, const 
   c->note_leaving(st);
   st.current = r.prev;
   st.version = r.prev_version;
+  if (CTXVARS_UNLIKELY(watching())) notify_switch(c, r.prev);
 }
 
 // Enters `c` (atomically: throws context_in_use_error, then nothing changed)
