@@ -200,9 +200,11 @@ void notify_switch(context_impl* from, context_impl* to) noexcept {
   } catch (...) {
     return;  // out of memory: this switch's value notifications are skipped (documented)
   }
-  for (auto& [rec, before, after] : calls) {
-    watcher_rec& r = const_cast<watcher_rec&>(*rec);
-    invoke(r, [&] { r.changed(before.get(), after.get(), true); });
+  for (auto& call : calls) {
+    watcher_rec& r = const_cast<watcher_rec&>(*std::get<0>(call));
+    const box_base* before = std::get<1>(call).get();
+    const box_base* after = std::get<2>(call).get();
+    invoke(r, [&] { r.changed(before, after, true); });
   }
 }
 
