@@ -183,7 +183,41 @@ void notify_switch(context_impl* from, context_impl* to) noexcept {
     for (const auto& r : l->switches) invoke(*r, [&] { r->switched(ev); });
   }
   if (l->values.empty()) return;
-  // The changes of watched variables, collected before any call, so that a
+  // Few watched variables (the usual case): look each one up in both
+  // contexts, O(k log32 n), no allocation. The values are retained and every
+  // change collected before the first call, so a callback that sets variables
+  // cannot change what is reported.
+  constexpr std::size_t lookup_limit = 16;
+  if (l->values.size() <= lookup_limit) {
+    struct pending {
+      std::uint64_t id = 0;
+      box_ptr before, after;
+    };
+    pending found[lookup_limit];
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < l->values.size(); ++i) {
+      const std::uint64_t id = l->values[i]->var_id;
+      if (i > 0 && l->values[i - 1]->var_id == id) continue;
+      const box_ptr* pa = from ? from->map.find(id, id) : nullptr;
+      const box_ptr* pb = to ? to->map.find(id, id) : nullptr;
+      box_base* ba = pa ? pa->get() : nullptr;
+      box_base* bb = pb ? pb->get() : nullptr;
+      if (ba != bb) found[n++] = {id, retained(ba), retained(bb)};
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+      auto [lo, hi] = watchers_of(*l, found[k].id);
+      for (auto it = lo; it != hi; ++it) {
+        watcher_rec& r = **it;
+        const box_base* before = found[k].before.get();
+        const box_base* after = found[k].after.get();
+        invoke(r, [&] { r.changed(before, after, true); });
+      }
+    }
+    return;
+  }
+  // Many: diff the two contexts (diff.hpp), skipping the subtrees they
+  // share, so the cost follows what changed. The changes of watched
+  // variables are collected before any call, so that a
   // callback cannot change what the walk reads (the maps are copies anyway)
   // and a failed allocation skips the whole switch rather than half of it.
   std::vector<std::tuple<const watcher_rec*, box_ptr, box_ptr>> calls;

@@ -144,6 +144,21 @@ TEST(Watch, ASwitchAmongManyVariablesCostsWhatChangedAndReportsIt) {
   });
   EXPECT_EQ(calls, 4);
   EXPECT_EQ(v1234, (std::vector<std::pair<int, int>>{{-1, 1}, {1, 2}, {2, 1}, {1, -1}}));
+
+  // More than 16 watched variables: switches are diffed instead of looked up.
+  std::vector<watcher> many;
+  std::vector<int> changed_ids;
+  for (int i = 1230; i < 1250; ++i)
+    many.push_back(watch(*vars[static_cast<std::size_t>(i)], [&, i](const value_change<int>& c) {
+      if (c.before && c.after) changed_ids.push_back(i);
+    }));
+  v1234.clear();
+  big.run([&] {
+    changed_ids.clear();
+    next.run([] {});
+  });
+  EXPECT_EQ(changed_ids, (std::vector<int>{1234, 1234}));
+  EXPECT_EQ(v1234, (std::vector<std::pair<int, int>>{{-1, 1}, {1, 2}, {2, 1}, {1, -1}}));
 }
 
 TEST(Watch, ContextSwitchWatchersSeeFromAndToWithTheNewContextCurrent) {
