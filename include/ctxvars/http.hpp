@@ -113,7 +113,7 @@ class server {
 
   unsigned short port() const { return acceptor_.local_endpoint().port(); }
   tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
-  // Requests answered so far.
+  // Requests answered so far (each counted before its answer is written).
   long served() const noexcept { return served_.load(); }
 
   void stop() {
@@ -181,8 +181,9 @@ class server {
       }
       res.keep_alive(req.keep_alive());
       if (!res.has_content_length()) res.prepare_payload();
-      bhttp::write(socket, res, ec);
+      // Counted before the answer leaves: a client that has read it sees it counted.
       served_.fetch_add(1, std::memory_order_relaxed);
+      bhttp::write(socket, res, ec);
       if (ec || !req.keep_alive()) break;
     }
     socket.shutdown(tcp::socket::shutdown_send, ec);
