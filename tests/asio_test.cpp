@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -367,6 +368,63 @@ TEST(AsioStress, ThousandsOfTasksOnAFourThreadIoContextKeepTheirValuesAndFreeThe
     run_threads(io, 4);
     EXPECT_EQ(bad.load(), 0);
     EXPECT_EQ(finished.load(), 3000);
+  }
+  EXPECT_EQ(counted_id::alive.load(), 0) << "every value destroyed exactly once";
+}
+
+// The task's executor is copied and destroyed on many threads at once (Asio's
+// own copies during steps on a four-thread io_context, functions posted to it
+// from the task, copies that outlive the task and die on other threads): the
+// context stays alive exactly as long as some copy does, then is freed once.
+TEST(AsioStress, ExecutorCopiesOnOtherThreadsAndAfterTheTaskEndsFreeItsContextOnce) {
+  {
+    ctxvars::context_var<counted_id> cid("cid");
+    constexpr int tasks = 200;
+    std::mutex m;
+    std::vector<net::any_io_executor> kept;
+    {
+      net::io_context io;
+      std::atomic<int> bad{0}, posted{0};
+      for (int i = 0; i < tasks; ++i)
+        cx::co_spawn(io, [](ctxvars::context_var<counted_id>& v, int id, std::atomic<int>& b,
+                            std::atomic<int>& p, std::mutex& mu,
+                            std::vector<net::any_io_executor>& out) -> awaitable<void> {
+          (void)v.set(counted_id(id));
+          auto ex = co_await net::this_coro::executor;
+          for (int k = 0; k < 6; ++k) {
+            // A copy travels to whichever thread runs the function and dies there,
+            // while this task goes on on another thread.
+            net::post(ex, [ex, &v, &b, &p, id] {
+              auto again = ex;
+              // The task's own value; none if the task finished first.
+              if (auto got = v.try_get(); got && got->v != id) ++b;
+              ++p;
+            });
+            co_await net::post(ex, use_awaitable);
+            if (v.get().v != id) ++b;
+          }
+          std::lock_guard<std::mutex> g(mu);
+          out.push_back(ex);  // outlives the task
+        }(cid, i, bad, posted, m, kept), net::detached);
+      run_threads(io, 4);
+      EXPECT_EQ(bad.load(), 0);
+      EXPECT_EQ(posted.load(), tasks * 6);
+    }
+    ASSERT_EQ(kept.size(), std::size_t{tasks});
+    EXPECT_EQ(counted_id::alive.load(), tasks) << "a surviving executor copy keeps its task's context";
+    // Copy and drop the survivors on four threads at once, then let the last go.
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t)
+      ts.emplace_back([&kept] {
+        for (int r = 0; r < 50; ++r)
+          for (const auto& e : kept) {
+            net::any_io_executor c = e;
+            (void)c;
+          }
+      });
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(counted_id::alive.load(), tasks);
+    kept.clear();
   }
   EXPECT_EQ(counted_id::alive.load(), 0) << "every value destroyed exactly once";
 }

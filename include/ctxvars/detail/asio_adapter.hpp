@@ -59,19 +59,78 @@ namespace ctxvars::detail::asio_adapter {
 
 // ---- the task block ---------------------------------------------------------------
 
+// This thread's identity for task_block::owner: the address of a trivially
+// destructible thread_local, valid at any point of the thread's life. An
+// address may be reused by a later thread, but a thread clears `owner` before
+// its step ends, so no block names a thread that is gone.
+inline constinit thread_local char owner_tag = 0;
+inline std::uintptr_t this_owner_tag() noexcept { return reinterpret_cast<std::uintptr_t>(&owner_tag); }
+
 // Shared by every copy of one task's executor: the task's context and whether
 // the task has finished. Counted (Asio copies executors across threads).
+//
+// Biased counting. Asio copies and destroys the executor many times per
+// resumption, nearly all of it on the thread running the task's step. While a
+// thread runs a step that entered the task's context (step_scope), it owns the
+// block: its copies and releases change `biased`, a plain counter only the
+// owner touches; every other thread uses the atomic `shared`. The owner sets
+// `owned` in `shared` when its step begins and, when the step ends, adds
+// `biased` into `shared` and clears `owned` in one atomic operation. The true
+// count is shared + biased - owned; `shared` cannot reach zero while `owned`
+// is set (it exceeds any possible count), so the block is deleted only by a
+// release that finds no owner, or by the owner's flush. Ownership is taken
+// after the step entered the context and given up before it leaves it; a
+// context is entered by one thread at a time, so a block has at most one
+// owner, and the next owner sees `biased` == 0 (the flush happens before the
+// leave, which the next enter acquires).
 struct task_block {
   explicit task_block(context_impl* c) noexcept : ctx(c) { c->retain(); }
   ~task_block() { ctx->release(); }
   task_block(const task_block&) = delete;
   task_block& operator=(const task_block&) = delete;
 
-  std::atomic<std::uint32_t> refs{1};
+  static constexpr std::int64_t owned = std::int64_t{1} << 48;
+
+  std::atomic<std::int64_t> shared{1};
+  std::atomic<std::uintptr_t> owner{0};  // this_owner_tag() of the owner, 0 if none
+  std::int64_t biased = 0;               // the owner's part; owner only
   // Set by the task's last step, before its completion handler runs; from
   // then on the executor runs functions without entering the context.
   std::atomic<bool> finished{false};
   context_impl* const ctx;  // owns one reference
+
+  bool owned_by_this_thread() const noexcept {
+    return owner.load(std::memory_order_relaxed) == this_owner_tag();
+  }
+  void retain() noexcept {
+    if (owned_by_this_thread())
+      ++biased;
+    else
+      shared.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Deletes the block if that was the last reference.
+  static void release(task_block* b) noexcept {
+    if (b->owned_by_this_thread()) {
+      --b->biased;  // the owner's flush decides
+      return;
+    }
+    // The only reference and no owner: nobody else can make a new one.
+    if (b->shared.load(std::memory_order_acquire) == 1 ||
+        b->shared.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      delete b;
+  }
+  // The calling thread entered ctx for a step: count its copies privately.
+  void own() noexcept {
+    shared.fetch_add(owned, std::memory_order_relaxed);
+    owner.store(this_owner_tag(), std::memory_order_relaxed);
+  }
+  // Before leaving ctx. Deletes the block if no reference is left.
+  static void disown(task_block* b) noexcept {
+    const std::int64_t d = b->biased - owned;
+    b->biased = 0;
+    b->owner.store(0, std::memory_order_relaxed);
+    if (b->shared.fetch_add(d, std::memory_order_acq_rel) + d == 0) delete b;
+  }
 };
 
 class task_ref {
@@ -79,7 +138,7 @@ class task_ref {
   task_ref() noexcept = default;
   explicit task_ref(task_block* b) noexcept : b_(b) {}  // adopts
   task_ref(const task_ref& o) noexcept : b_(o.b_) {
-    if (b_) b_->refs.fetch_add(1, std::memory_order_relaxed);
+    if (b_) b_->retain();
   }
   task_ref(task_ref&& o) noexcept : b_(std::exchange(o.b_, nullptr)) {}
   task_ref& operator=(task_ref o) noexcept {
@@ -95,12 +154,7 @@ class task_ref {
   task_block* operator->() const noexcept { return b_; }
 
  private:
-  [[gnu::noinline]] static void release(task_block* b) noexcept {
-    // The only reference: nobody else can make a new one, skip the locked RMW.
-    if (b->refs.load(std::memory_order_acquire) == 1 ||
-        b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
-      delete b;
-  }
+  [[gnu::noinline]] static void release(task_block* b) noexcept { task_block::release(b); }
   task_block* b_ = nullptr;
 };
 
@@ -131,7 +185,8 @@ class step_scope {
 
   // Makes c current. false: c is busy and this thread holds another context,
   // so the step must not wait here (the caller re-posts it); nothing changed.
-  bool begin(context_impl* c) noexcept {
+  bool begin(task_block* b) noexcept {
+    context_impl* const c = b->ctx;
     thread_state& st = this_thread_state();
     if (st.current == c) return true;  // already current: a dispatch completing inline
     if (c->entered_by_this_thread()) {
@@ -148,6 +203,10 @@ class step_scope {
       mode_ = mode::entered;
     }
     c_ = c;
+    if (mode_ == mode::entered) {
+      b_ = b;
+      b->own();
+    }
     r_ = switch_to(st, c);
     prev_ = innermost_step;
     innermost_step = this;
@@ -158,10 +217,15 @@ class step_scope {
   void end() noexcept {
     if (mode_ == mode::none) return;
     innermost_step = prev_;
-    if (mode_ == mode::entered)
-      leave_context(c_, r_);
-    else
+    if (mode_ == mode::entered) {
       switch_back(this_thread_state(), c_, r_);
+      // Never the last reference (the in_context running this step holds
+      // one); if it were, c would still live: entering it counted a reference.
+      task_block::disown(b_);
+      c_->leave();
+    } else {
+      switch_back(this_thread_state(), c_, r_);
+    }
     mode_ = mode::none;
   }
 
@@ -170,6 +234,7 @@ class step_scope {
  private:
   enum class mode { none, switched, entered };
   context_impl* c_ = nullptr;
+  task_block* b_ = nullptr;  // owned while entered
   switch_record r_{};
   step_scope* prev_ = nullptr;
   mode mode_ = mode::none;
@@ -201,7 +266,7 @@ struct in_context {
       return;
     }
     step_scope s;
-    if (!s.begin(b->ctx)) {
+    if (!s.begin(b)) {
       auto inner = Traits::prefer(ex.get_inner_executor(), Traits::blocking_never);
       Traits::execute(inner, std::move(*this));
       return;
