@@ -54,19 +54,23 @@ ctxvars::task<void> task_yielder(loop& l, long k) {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s get|get_default|set_reset|set_reset_base|copy|run|tl|task_resume|bare_resume VARS N\n", argv[0]);
+    std::fprintf(stderr, "usage: %s get|get_default|set_reset|set_reset_base|copy|run|request|set_after_copy|tl|task_resume|bare_resume VARS N\n", argv[0]);
     return 2;
   }
   const std::string op = argv[1];
   const int vars_n = std::atoi(argv[2]);
   const long n = std::atol(argv[3]);
   std::vector<std::unique_ptr<ctxvars::context_var<int>>> vars;
-  for (int i = 0; i < vars_n + 1; ++i) vars.push_back(std::make_unique<ctxvars::context_var<int>>("v", -1));
+  for (int i = 0; i < vars_n + 4; ++i) vars.push_back(std::make_unique<ctxvars::context_var<int>>("v", -1));
   auto fill = [&] {
     for (int i = 0; i < vars_n; ++i) (void)vars[static_cast<std::size_t>(i)]->set(i);
   };
   auto& v = *vars[static_cast<std::size_t>(vars_n - 1)];
   auto& unset = *vars.back();
+  // Request variables: never set in the server's context (see cpython_bench.cpp).
+  ctxvars::context_var<int>* rv[3] = {vars[static_cast<std::size_t>(vars_n)].get(),
+                                      vars[static_cast<std::size_t>(vars_n + 1)].get(),
+                                      vars[static_cast<std::size_t>(vars_n + 2)].get()};
   int x = 1;
   tl_ptr = &x;
   ctxvars::context c;
@@ -104,6 +108,14 @@ int main(int argc, char** argv) {
       }
     else if (op == "copy")
       for (long i = 0; i < n; ++i) (void)ctxvars::copy_context();
+    else if (op == "request")
+      for (long i = 0; i < n; ++i)
+        ctxvars::copy_context().run([&] {
+          for (int j = 0; j < 3; ++j) (void)rv[j]->set(100 + j);
+          for (int j = 0; j < 20; ++j) sink = rv[j % 3]->get();
+        });
+    else if (op == "set_after_copy")
+      for (long i = 0; i < n; ++i) ctxvars::copy_context().run([&] { (void)rv[0]->set(100); });
     else if (op == "tl")
       for (long i = 0; i < n; ++i) sink = *tl_ptr;
   });

@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 
 #include <ctxvars/ctxvars.hpp>
+#include <ctxvars/watch.hpp>
 
 #include <atomic>
 #include <memory>
@@ -161,6 +162,14 @@ void BM_Context_BytesPerEntry(benchmark::State& state) {
     std::vector<std::unique_ptr<ctxvars::context_var<int>>> fresh;
     for (int i = 0; i < n; ++i) fresh.push_back(std::make_unique<ctxvars::context_var<int>>("f"));
     ctxvars::context c;
+    // Write-log layers come from a per-thread free list: empty it so that
+    // the context's layer is counted like its trie nodes.
+    auto& st = ctxvars::detail::tls;
+    while (void* p = st.free_layers) {
+      st.free_layers = *static_cast<void**>(p);
+      ::operator delete(p);
+    }
+    st.n_free_layers = 0;
     const long b = ctxvars_bench::live_bytes();
     c.run([&] {
       for (auto& v : fresh) (void)v->set(1);
@@ -172,5 +181,86 @@ void BM_Context_BytesPerEntry(benchmark::State& state) {
 BENCHMARK(BM_Context_BytesPerEntry)->Arg(8)->Arg(1000)->Arg(100000)->Iterations(3);
 
 }  // namespace
+
+
+// ---- watchers (watch.hpp) --------------------------------------------------------
+// The cost of the watcher hook when no watcher exists: the core's switch (as a
+// task step or run makes it) against a copy of the same switch without the
+// hook's test, in the same run. And what watchers cost once registered.
+namespace cd = ctxvars::detail;
+CTXVARS_ALWAYS_INLINE cd::switch_record switch_to_unhooked(cd::thread_state& st, cd::context_impl* c) noexcept {
+  cd::switch_record r{st.current, st.version};
+  st.current = c;
+  const std::uint64_t v = c->version_for(st);
+  st.version = v ? v : cd::fresh_version(st);
+  return r;
+}
+CTXVARS_ALWAYS_INLINE void switch_back_unhooked(cd::thread_state& st, cd::context_impl* c,
+                                                const cd::switch_record& r) noexcept {
+  c->note_leaving(st);
+  st.current = r.prev;
+  st.version = r.prev_version;
+}
+
+template <bool Hooked>
+void switch_and_get(benchmark::State& state) {
+  ctxvars::context c;
+  c.run([&] {
+    for (int i = 0; i < 8; ++i) (void)vars()[static_cast<std::size_t>(i)]->set(i);
+  });
+  cd::context_impl* impl = cd::context_access::impl(c);
+  auto& v = target(8);
+  for (auto _ : state) {
+    cd::thread_state& st = cd::this_thread_state();
+    if constexpr (Hooked) {
+      const cd::switch_record r = cd::switch_to(st, impl);
+      benchmark::DoNotOptimize(v.peek());
+      cd::switch_back(st, impl, r);
+    } else {
+      const cd::switch_record r = switch_to_unhooked(st, impl);
+      benchmark::DoNotOptimize(v.peek());
+      switch_back_unhooked(st, impl, r);
+    }
+  }
+}
+void BM_Switch_WithHook_NoWatcher(benchmark::State& state) { switch_and_get<true>(state); }
+void BM_Switch_WithoutHook(benchmark::State& state) { switch_and_get<false>(state); }
+BENCHMARK(BM_Switch_WithHook_NoWatcher);
+BENCHMARK(BM_Switch_WithoutHook);
+
+// set+reset of a variable while watchers exist: 0 = a watcher of another
+// variable only; 1 = a watcher of this variable (a counting callback).
+void BM_ContextVar_SetReset_Watched(benchmark::State& state) {
+  static ctxvars::context_var<int> other("other");
+  long calls = 0;
+  with_vars(8, [&] {
+    auto& v = target(8);
+    ctxvars::watcher w = state.range(0) ? ctxvars::watch(v, [&](const ctxvars::value_change<int>&) { ++calls; })
+                                        : ctxvars::watch(other, [&](const ctxvars::value_change<int>&) { ++calls; });
+    for (auto _ : state) {
+      auto t = v.set(7);
+      v.reset(t);
+    }
+  });
+  benchmark::DoNotOptimize(calls);
+}
+BENCHMARK(BM_ContextVar_SetReset_Watched)->Arg(0)->Arg(1);
+
+// run() of an empty lambda in a context of 8 variables (the thread's own has
+// none) while watchers exist: 0 = a no-op context-switch watcher; 1 = a
+// watcher of one of the 8 variables (each switch diffs the two contexts).
+void BM_Context_Run_Watched(benchmark::State& state) {
+  ctxvars::context c;
+  c.run([&] {
+    for (int i = 0; i < 8; ++i) (void)vars()[static_cast<std::size_t>(i)]->set(i);
+  });
+  long calls = 0;
+  ctxvars::watcher w = state.range(0)
+                           ? ctxvars::watch(target(8), [&](const ctxvars::value_change<int>&) { ++calls; })
+                           : ctxvars::on_context_switch([&](const ctxvars::context_switch&) { ++calls; });
+  for (auto _ : state) c.run([] { benchmark::ClobberMemory(); });
+  benchmark::DoNotOptimize(calls);
+}
+BENCHMARK(BM_Context_Run_Watched)->Arg(0)->Arg(1);
 
 BENCHMARK_MAIN();

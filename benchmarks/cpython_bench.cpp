@@ -141,6 +141,56 @@ void BM_CPython_EnterExit(benchmark::State& state) {
 }
 BENCHMARK(BM_CPython_EnterExit)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
 
+// A server's per-request path (issue 11): the server's context holds n
+// variables; each request copies it, enters the copy, sets 3 variables the
+// server never set (request id, tenant, deadline), reads them 20 times and
+// leaves; the copy dies with the request. And the smallest request: copy,
+// enter, 1 set, leave.
+constexpr int request_sets = 3, request_gets = 20;
+void BM_CPython_Request(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_py_vars(n, [&] {
+    PyObject* rv[request_sets];
+    PyObject* vals[request_sets];
+    for (int i = 0; i < request_sets; ++i) {
+      rv[i] = pyvars()[static_cast<std::size_t>(max_vars - 10 + i)];
+      vals[i] = PyLong_FromLong(100 + i);
+    }
+    for (auto _ : state) {
+      PyObject* c = PyContext_CopyCurrent();
+      PyContext_Enter(c);
+      for (int i = 0; i < request_sets; ++i) Py_DECREF(PyContextVar_Set(rv[i], vals[i]));
+      for (int i = 0; i < request_gets; ++i) {
+        PyObject* out = nullptr;
+        PyContextVar_Get(rv[i % request_sets], nullptr, &out);
+        benchmark::DoNotOptimize(out);
+        Py_XDECREF(out);
+      }
+      PyContext_Exit(c);
+      Py_DECREF(c);
+    }
+    for (PyObject* v : vals) Py_DECREF(v);
+  });
+}
+BENCHMARK(BM_CPython_Request)->Arg(8)->Arg(1000)->Arg(100000);
+
+void BM_CPython_SetAfterCopy(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_py_vars(n, [&] {
+    PyObject* v = pyvars()[static_cast<std::size_t>(max_vars - 10)];
+    PyObject* val = PyLong_FromLong(100);
+    for (auto _ : state) {
+      PyObject* c = PyContext_CopyCurrent();
+      PyContext_Enter(c);
+      Py_DECREF(PyContextVar_Set(v, val));
+      PyContext_Exit(c);
+      Py_DECREF(c);
+    }
+    Py_DECREF(val);
+  });
+}
+BENCHMARK(BM_CPython_SetAfterCopy)->Arg(8)->Arg(1000)->Arg(100000);
+
 // ctxvars at the same sizes, in the same process.
 using ctxvars_bench::vars;
 using ctxvars_bench::with_vars;
@@ -191,6 +241,31 @@ void BM_Ctxvars_Run(benchmark::State& state) {
   for (auto _ : state) c.run([] { benchmark::ClobberMemory(); });
 }
 BENCHMARK(BM_Ctxvars_Run)->Arg(1)->Arg(8)->Arg(64)->Arg(1000)->Arg(100000);
+
+// The same request paths in ctxvars.
+void BM_Ctxvars_Request(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_vars(n, [&] {
+    ctxvars::context_var<int>* rv[request_sets];
+    for (int i = 0; i < request_sets; ++i) rv[i] = vars()[static_cast<std::size_t>(max_vars - 10 + i)].get();
+    for (auto _ : state) {
+      ctxvars::copy_context().run([&] {
+        for (int i = 0; i < request_sets; ++i) (void)rv[i]->set(100 + i);
+        for (int i = 0; i < request_gets; ++i) benchmark::DoNotOptimize(rv[i % request_sets]->get());
+      });
+    }
+  });
+}
+BENCHMARK(BM_Ctxvars_Request)->Arg(8)->Arg(1000)->Arg(100000);
+
+void BM_Ctxvars_SetAfterCopy(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  with_vars(n, [&] {
+    auto& v = *vars()[static_cast<std::size_t>(max_vars - 10)];
+    for (auto _ : state) ctxvars::copy_context().run([&] { (void)v.set(100); });
+  });
+}
+BENCHMARK(BM_Ctxvars_SetAfterCopy)->Arg(8)->Arg(1000)->Arg(100000);
 
 }  // namespace
 

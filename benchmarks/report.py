@@ -124,7 +124,10 @@ if cpy:
               "BM_Ctxvars_GetAfterSet"),
              ("set + reset", "BM_CPython_SetReset", "BM_Ctxvars_SetReset"),
              ("copy current context", "BM_CPython_CopyCurrent", "BM_Ctxvars_CopyContext"),
-             ("enter + exit", "BM_CPython_EnterExit", "BM_Ctxvars_Run"))
+             ("enter + exit", "BM_CPython_EnterExit", "BM_Ctxvars_Run"),
+             ("request: copy, enter, 3 sets of new variables, 20 gets, leave", "BM_CPython_Request",
+              "BM_Ctxvars_Request"),
+             ("set after copy: copy, enter, 1 set, leave", "BM_CPython_SetAfterCopy", "BM_Ctxvars_SetAfterCopy"))
     for label, p, c in pairs:
         for n in (1, 8, 64, 1000, 100000):
             bp, bc = cpy.get(f"{p}/{n}"), cpy.get(f"{c}/{n}")
@@ -135,6 +138,20 @@ if cpy:
         b = cpy.get(f"BM_CPython_GetDefault/{n}")
         if b:
             w(f"| get falling back to the default | {n} | {ns(b):.1f} ({ns(b) / pbase:.0f}x) | | |")
+    w("")
+    w("The request paths (issue 11; target: ctxvars / CPython <= 0.2). Times are wall-clock medians; "
+      "CPU-time ratios beside them, which a loaded machine distorts less:\n")
+    w("| per request | variables | CPython ns | ctxvars ns | ctxvars / CPython | same, CPU time | <= 0.2 |")
+    w("|---|---|---|---|---|---|---|")
+    for label, p, c in (("copy, enter, 3 sets of new variables, 20 gets, leave", "BM_CPython_Request", "BM_Ctxvars_Request"),
+                        ("copy, enter, 1 set, leave", "BM_CPython_SetAfterCopy", "BM_Ctxvars_SetAfterCopy")):
+        for n in (8, 1000, 100000):
+            bp, bc = cpy.get(f"{p}/{n}"), cpy.get(f"{c}/{n}")
+            if bp and bc:
+                tp, tc = ns(bp), ns(bc)
+                cr = bc["cpu_time"] / bp["cpu_time"]
+                w(f"| {label} | {n} | {tp:.0f} | {tc:.0f} | {tc / tp:.2f}x | {cr:.2f}x | "
+                  f"{'yes' if tc / tp <= 0.2 else 'no'} |")
     w("")
 _, tls = load("tls.json")
 if tls:
@@ -148,12 +165,33 @@ if tls:
             t = 1e9 / tls[key]["items_per_second"]
             w(f"| {label} | {t:.2f} | {t / tbase:.1f}x |")
     w("")
+if "BM_Switch_WithoutHook" in core:
+    w("## Watchers (watch.hpp)\n")
+    w("With no watcher registered, the hook costs one load and a never-taken branch per switch and per "
+      "set/reset. Same run: the core's switch (switch_to + a cached get + switch_back, as a task step "
+      "does it) with the hook, against a copy of the same code without it.\n")
+    w("| operation | ns | ratio to the raw read |")
+    w("|---|---|---|")
+    for key, label in (("BM_Switch_WithoutHook", "switch in, get, switch out: without the hook"),
+                       ("BM_Switch_WithHook_NoWatcher", "the same with the hook, no watcher"),
+                       ("BM_Context_Run/8", "`run` of an empty lambda, no watcher"),
+                       ("BM_Context_Run_Watched/0", "`run`, a no-op context-switch watcher registered"),
+                       ("BM_Context_Run_Watched/1", "`run`, a watcher of one of the 8 variables (diff per switch)"),
+                       ("BM_ContextVar_SetReset/8", "`set`+`reset`, no watcher"),
+                       ("BM_ContextVar_SetReset_Watched/0", "`set`+`reset`, a watcher of another variable"),
+                       ("BM_ContextVar_SetReset_Watched/1", "`set`+`reset`, a watcher of this variable")):
+        if key in core:
+            w(f"| {label} | {ns(core[key]):.2f} | {ns(core[key]) / base:.1f}x |")
+    if "BM_Switch_WithHook_NoWatcher" in core:
+        d = ns(core["BM_Switch_WithHook_NoWatcher"]) - ns(core["BM_Switch_WithoutHook"])
+        w(f"\nHook with no watcher: **{d:+.2f} ns** per switch pair (two tests) in this run.\n")
 cg = os.path.join(out_dir, "callgrind.txt")
 if os.path.exists(cg):
     w("## Instruction counts (valgrind --tool=callgrind)\n")
     w("| operation | variables | instructions per op |")
     w("|---|---|---|")
-    names = {"tl": "raw thread_local read (loop included)", "get": "`get()`", "get_default": "`get()` of the default",
+    names = {"request": "request: copy, enter, 3 sets, 20 gets, leave", "set_after_copy": "copy, enter, 1 set, leave",
+             "tl": "raw thread_local read (loop included)", "get": "`get()`", "get_default": "`get()` of the default",
              "set_reset": "`set`+`reset`, entered context", "set_reset_base": "`set`+`reset`, thread's base context",
              "copy": "`copy_context()` (+ destroy)", "run": "`run` of an empty lambda"}
     for line in open(cg):
@@ -171,19 +209,23 @@ if cpy:
     series = [("ctxvars get", pts(cpy, "BM_Ctxvars_Get"), "#1b7837", ""),
               ("CPython get (cached)", pts(cpy, "BM_CPython_GetCached"), "#762a83", ""),
               ("ctxvars set+reset", pts(cpy, "BM_Ctxvars_SetReset"), "#1b7837", "6,4"),
-              ("CPython set+reset", pts(cpy, "BM_CPython_SetReset"), "#762a83", "6,4")]
+              ("CPython set+reset", pts(cpy, "BM_CPython_SetReset"), "#762a83", "6,4"),
+              ("ctxvars request", pts(cpy, "BM_Ctxvars_Request"), "#1b7837", "2,3"),
+              ("CPython request", pts(cpy, "BM_CPython_Request"), "#762a83", "2,3"),
+              ("ctxvars set after copy", pts(cpy, "BM_Ctxvars_SetAfterCopy"), "#1b7837", "10,3,2,3"),
+              ("CPython set after copy", pts(cpy, "BM_CPython_SetAfterCopy"), "#762a83", "10,3,2,3")]
 else:
     series = [("ctxvars get", pts(core, "BM_ContextVar_GetHit"), "#1b7837", ""),
               ("ctxvars set+reset", pts(core, "BM_ContextVar_SetReset"), "#1b7837", "6,4")]
 import math
-W, H, L, R, T, B = 640, 380, 70, 200, 30, 50
+W, H, L, R, T, B = 700, 380, 70, 230, 30, 50
 allv = [v for _, p, _, _ in series for _, v in p] or [1]
 ymin, ymax = math.log10(max(min(allv) / 2, 0.1)), math.log10(max(allv) * 2)
 def X(n): return L + (math.log10(n) / 5) * (W - L - R)
 def Y(v): return T + (1 - (math.log10(v) - ymin) / (ymax - ymin)) * (H - T - B)
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{L}" y="18" font-size="14">get and set+reset cost (ns, log) vs variables in the context (log)</text>']
+       f'<text x="{L}" y="18" font-size="14">get, set+reset and request cost (ns, log) vs variables in the context (log)</text>']
 for n in xs:
     svg.append(f'<line x1="{X(n):.1f}" y1="{T}" x2="{X(n):.1f}" y2="{H - B}" stroke="#ddd"/>')
     svg.append(f'<text x="{X(n):.1f}" y="{H - B + 16}" text-anchor="middle">{n}</text>')

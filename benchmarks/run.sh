@@ -25,7 +25,7 @@ fi
 # Instruction counts (callgrind): per-op = (run with N - run with 0) / N.
 probe="$bin/ctxvars_callgrind_probe"
 : > "$out/callgrind.txt"
-for spec in "tl 8" "get 8" "get 100000" "get_default 8" "set_reset 8" "set_reset 1000" "set_reset_base 8" "copy 8" "run 8" "bare_resume 1" "task_resume 1"; do
+for spec in "tl 8" "get 8" "get 100000" "get_default 8" "set_reset 8" "set_reset 1000" "set_reset_base 8" "copy 8" "run 8" "request 8" "request 1000" "request 100000" "set_after_copy 8" "set_after_copy 1000" "set_after_copy 100000" "bare_resume 1" "task_resume 1"; do
   set -- $spec
   ir() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$probe" "$1" "$2" "$3" 2>&1 |

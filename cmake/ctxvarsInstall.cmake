@@ -1,13 +1,17 @@
 # Install rules: the library, its headers, the CMake package (ctxvarsConfig.cmake with
-# the components asio and boost_asio) and the pkg-config files.
+# the components asio, boost_asio, fmt, spdlog, http and grpc) and the pkg-config files.
 #
 # Install components (cmake --install <build> --component <name>):
 #   core        libctxvars, every header, ctxvarsConfig*.cmake, ctxvars-targets.cmake,
 #               ctxvars.pc
 #   asio        ctxvars-asio-targets.cmake (ctxvars::asio), ctxvars-asio.pc
 #   boost_asio  ctxvars-boost_asio-targets.cmake (ctxvars::boost_asio), ctxvars-boost_asio.pc
-# A plain `cmake --install` installs them all. An adapter is installed when its target
-# exists, i.e. when its Asio was found at configure time.
+#   fmt         ctxvars-fmt-targets.cmake (ctxvars::fmt), ctxvars-fmt.pc
+#   spdlog      ctxvars-spdlog-targets.cmake (ctxvars::spdlog), ctxvars-spdlog.pc (needs fmt)
+#   http        ctxvars-http-targets.cmake (ctxvars::http), ctxvars-http.pc
+#   grpc        ctxvars-grpc-targets.cmake (ctxvars::grpc), ctxvars-grpc.pc
+# A plain `cmake --install` installs them all. An adapter or integration is installed when
+# its target exists, i.e. when its dependency was found at configure time.
 #
 # Adapters are header-only and need their Asio's headers on the consumer's side. The
 # include directory found here is recorded in ctxvarsConfig.cmake as a hint; the consumer
@@ -131,6 +135,45 @@ if(TARGET ctxvars_boost_asio)
     endforeach()
   endif()
   _ctxvars_adapter_install(boost_asio ctxvars_boost_asio BOOST_ASIO)
+endif()
+
+# ---- integrations: ctxvars::fmt, ::spdlog, ::http, ::grpc ------------------------------
+# Header-only too; each links its dependency's own imported target (fmt::fmt,
+# spdlog::spdlog, Boost::headers, gRPC::grpc++), so the consumer's ctxvarsConfig.cmake
+# finds that package again before loading the component (hint: the directory it was found
+# in here, CTXVARS_<C>_DIR_HINT). Their .pc files name the dependency's .pc in Requires
+# (fmt, spdlog, grpc++; Boost has none: its include directory goes in Cflags).
+foreach(_c IN ITEMS fmt spdlog http grpc)
+  string(TOUPPER "${_c}" _C)
+  set(CTXVARS_${_C}_DIR_HINT "")
+endforeach()
+if(TARGET ctxvars_fmt)
+  _ctxvars_adapter_flags(ctxvars_fmt FMT)
+  set(CTXVARS_FMT_DIR_HINT "${fmt_DIR}")
+  _ctxvars_adapter_install(fmt ctxvars_fmt FMT)
+endif()
+if(TARGET ctxvars_spdlog)
+  _ctxvars_adapter_flags(ctxvars_spdlog SPDLOG)
+  set(CTXVARS_SPDLOG_DIR_HINT "${spdlog_DIR}")
+  _ctxvars_adapter_install(spdlog ctxvars_spdlog SPDLOG)
+endif()
+if(TARGET ctxvars_http)
+  _ctxvars_adapter_flags(ctxvars_http HTTP)
+  set(CTXVARS_HTTP_DIR_HINT "${Boost_DIR}")
+  if(TARGET Boost::headers)
+    get_target_property(_dirs Boost::headers INTERFACE_INCLUDE_DIRECTORIES)
+    foreach(_dir IN LISTS _dirs)
+      if(_dir AND NOT _dir IN_LIST CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES)
+        string(APPEND CTXVARS_HTTP_CFLAGS " -I${_dir}")
+      endif()
+    endforeach()
+  endif()
+  _ctxvars_adapter_install(http ctxvars_http HTTP)
+endif()
+if(TARGET ctxvars_grpc)
+  _ctxvars_adapter_flags(ctxvars_grpc GRPC)
+  set(CTXVARS_GRPC_DIR_HINT "${gRPC_DIR}")
+  _ctxvars_adapter_install(grpc ctxvars_grpc GRPC)
 endif()
 
 # ---- CMake package -------------------------------------------------------------------

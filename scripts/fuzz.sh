@@ -18,6 +18,6 @@ clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
 # The header and snapshot parsers (propagation.hpp, snapshot.hpp), same budget.
 mkdir -p "$out/corpus-propagation"
 clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -Iinclude tests/fuzz/propagation_fuzz.cpp src/ctxvars.cpp -o "$out/propagation_fuzz"
+  -Iinclude tests/fuzz/propagation_fuzz.cpp src/ctxvars.cpp src/watch.cpp -o "$out/propagation_fuzz"
 "$out/propagation_fuzz" -max_total_time="$secs" -max_len=9000 -print_final_stats=1 \
   -artifact_prefix=tests/fuzz/crashes/propagation/ "$out/corpus-propagation" tests/fuzz/corpus/propagation 2>&1 | tail -25

@@ -57,6 +57,11 @@ struct base_holder {
       ::operator delete(p, std::align_val_t{alignof(context_impl)});
     }
     st.n_free_contexts = 0;
+    while (void* p = st.free_layers) {
+      st.free_layers = *static_cast<void**>(p);
+      ::operator delete(p);
+    }
+    st.n_free_layers = 0;
   }
 };
 // Function-local, so each registers its destructor when first reached (a

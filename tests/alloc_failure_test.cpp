@@ -6,15 +6,19 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <new>
 #include <string>
 #include <thread>
+#include <vector>
+#include <memory>
 
 #include "counted.hpp"
 #include "ctxvars/task.hpp"
+#include "ctxvars/watch.hpp"
 
 namespace {
 constinit thread_local long fail_countdown = -1;  // -1: never fail
@@ -60,6 +64,17 @@ int sweep(Op op, Check check) {
   fail_countdown = -1;
   ADD_FAILURE() << "operation never succeeded";
   return -1;
+}
+
+// Layers of write logs come from a per-thread free list; empty it so that
+// the operation under test must call operator new for them.
+void drain_layer_cache() {
+  auto& st = ctxvars::detail::this_thread_state();
+  while (void* p = st.free_layers) {
+    st.free_layers = *static_cast<void**>(p);
+    ::operator delete(p);
+  }
+  st.n_free_layers = 0;
 }
 
 std::map<std::string, int> snapshot(const context& c) {
@@ -158,16 +173,97 @@ TEST(AllocationFailure, ResetThatMustCopyThePathIsAllOrNothing) {
     context keep = ctx.copy();
     const auto before = snapshot(ctx);
     const int points = ctx.run([&] {
-      return sweep([&] { v.b.reset(*t); },
-                   [&] {
-                     EXPECT_FALSE(t->used()) << "a failed reset must not use the token";
-                     EXPECT_EQ(snapshot(ctx), before);
-                   });
+      return sweep(
+          [&] {
+            drain_layer_cache();
+            v.b.reset(*t);
+          },
+          [&] {
+            EXPECT_FALSE(t->used()) << "a failed reset must not use the token";
+            EXPECT_EQ(snapshot(ctx), before);
+          });
     });
-    EXPECT_GT(points, 0) << "the shared path has to be copied";
+    EXPECT_GT(points, 0) << "the shared context needs a new layer";
     EXPECT_TRUE(t->used());
     EXPECT_FALSE(ctx.contains(v.b));
     EXPECT_EQ(keep.get(v.b)->v, 5);
+  }
+  EXPECT_EQ(counted::alive.load(), alive_before);
+}
+
+// The write log's folding step: a copy's log fills up (8 entries) and is
+// folded into a copy of the trie, with every allocation of the fold failing
+// in turn; then a stack of copies reaches the depth limit and folds.
+TEST(AllocationFailure, FoldingAFullWriteLogIsAllOrNothing) {
+  const long alive_before = counted::alive.load();
+  {
+    vars v;
+    std::vector<std::unique_ptr<context_var<counted>>> fresh;
+    for (int i = 0; i < 20; ++i) fresh.push_back(std::make_unique<context_var<counted>>("f" + std::to_string(i)));
+    context ctx;
+    ctx.run([&] {
+      for (auto& m : v.many) (void)m->set(counted(1));
+    });
+    context keep = ctx.copy();
+    const auto kept = snapshot(keep);
+    int most = 0;
+    for (std::size_t i = 0; i < fresh.size(); ++i) {
+      const auto before = snapshot(ctx);
+      const int points = ctx.run([&] {
+        return sweep(
+            [&] {
+              drain_layer_cache();
+              if (i % 5 == 4) {
+                (void)v.many[i]->set(counted(-static_cast<int>(i)));  // replace a value below the log
+              } else {
+                (void)fresh[i]->set(counted(static_cast<int>(i)));
+              }
+            },
+            [&] { EXPECT_EQ(snapshot(ctx), before); });
+      });
+      most = std::max(most, points);
+      EXPECT_EQ(snapshot(keep), kept) << "the copy never changes";
+    }
+    EXPECT_GT(most, 3) << "a fold copies trie paths: several allocations";
+    EXPECT_EQ(ctx.size(), 216u);  // 200 + 16 fresh ones (every fifth set replaced a value)
+  }
+  EXPECT_EQ(counted::alive.load(), alive_before);
+}
+
+TEST(AllocationFailure, FoldingADeepStackOfCopiesIsAllOrNothing) {
+  const long alive_before = counted::alive.load();
+  {
+    vars v;
+    context ctx;
+    ctx.run([&] {
+      for (auto& m : v.many) (void)m->set(counted(1));
+    });
+    std::vector<context> keeps;
+    int most = 0;
+    for (int g = 0; g < 12; ++g) {
+      keeps.push_back(ctx.copy());  // each set below adds a layer over a shared one
+      const auto before = snapshot(ctx);
+      const int points = ctx.run([&] {
+        return sweep(
+            [&] {
+              drain_layer_cache();
+              if (g % 3 == 2) {
+                (void)v.a.set(counted(g));
+              } else {
+                (void)v.many[static_cast<std::size_t>(g)]->set(counted(100 + g));
+              }
+            },
+            [&] { EXPECT_EQ(snapshot(ctx), before); });
+      });
+      most = std::max(most, points);
+    }
+    EXPECT_GT(most, 3) << "the stack reached the depth limit and folded";
+    // keeps[g] was copied before generation g's set: it has those before it.
+    for (std::size_t g = 1; g < keeps.size(); ++g) {
+      const std::size_t j = g - 1;
+      EXPECT_EQ(keeps[g].get(*v.many[j])->v, j % 3 == 2 ? 1 : 100 + static_cast<int>(j));
+      EXPECT_EQ(keeps[g].get(*v.many[g])->v, 1);
+    }
   }
   EXPECT_EQ(counted::alive.load(), alive_before);
 }
@@ -224,6 +320,62 @@ TEST(AllocationFailure, ASetCountsItsAllocations) {
     for (int i = 0; i < 100; ++i) ctx.copy().run([] {});
     EXPECT_LE(allocations - before, 1) << "copies recycle the context state; run never allocates";
   });
+}
+
+
+TEST(AllocationFailure, RegisteringAWatcherIsAllOrNothing) {
+  context_var<int> v("watched");
+  int calls = 0;
+  watcher w;
+  const int points = sweep([&] { w = watch(v, [&](const value_change<int>&) { ++calls; }); },
+                           [&] {
+                             EXPECT_FALSE(w.active());
+                             EXPECT_EQ(ctxvars::detail::watching(), 0u) << "nothing registered";
+                           });
+  EXPECT_GT(points, 0);
+  context().run([&] { (void)v.set(1); });
+  EXPECT_EQ(calls, 2) << "the set, then leaving the context";
+  w.unwatch();
+  EXPECT_EQ(ctxvars::detail::watching(), 0u);
+}
+
+TEST(AllocationFailure, ASwitchWhoseChangesCannotBeComputedSkipsOnlyItsValueNotifications) {
+  // More than 16 value watchers: a switch diffs the two contexts, which
+  // allocates (its list of changes). With few, it looks each variable up and
+  // allocates nothing (the second half).
+  context_var<int> v("watched");
+  context c;
+  c.run([&] { (void)v.set(1); });
+  int value_calls = 0, switch_calls = 0;
+  std::vector<watcher> ws;
+  for (int i = 0; i < 20; ++i) ws.push_back(watch(v, [&](const value_change<int>&) { ++value_calls; }));
+  watcher s = on_context_switch([&](const context_switch&) { ++switch_calls; });
+  context().run([] {});  // this thread's cached list of watchers is filled
+  value_calls = switch_calls = 0;
+  int failed_switches = 0;
+  for (int n = 0; n < 50; ++n) {
+    const int vc = value_calls;
+    fail_countdown = n;
+    c.run([&] { EXPECT_EQ(v.get(), 1) << "the switch itself never fails"; });
+    const bool failed = fail_countdown < 0;  // the nth allocation was reached
+    fail_countdown = -1;
+    if (failed) ++failed_switches;
+    if (!failed) {
+      EXPECT_EQ(value_calls, vc + 40) << "no allocation failed: both switches reported to all 20";
+    } else {
+      EXPECT_TRUE(value_calls == vc || value_calls == vc + 20) << "a switch is reported whole or not at all";
+    }
+  }
+  EXPECT_GT(failed_switches, 0);
+  EXPECT_EQ(switch_calls, 100) << "context-switch watchers are always called";
+
+  ws.resize(1);  // one value watcher: looked up, no allocation
+  context().run([] {});
+  value_calls = 0;
+  const long before = allocations;
+  for (int i = 0; i < 10; ++i) c.run([] {});
+  EXPECT_EQ(allocations, before) << "switches with few value watchers allocate nothing";
+  EXPECT_EQ(value_calls, 20);
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <memory>
 #include <barrier>
 #include <map>
 #include <string>
@@ -256,6 +258,62 @@ TEST(Threads, ReadingAContextWhileItsOwnerSetsIsRaceFreeAndConsistent) {
   owner.join();
   EXPECT_EQ(c.get(v), 19999);
   EXPECT_GT(reads, 0);
+}
+
+// The write log (design.md): a copy of a server's context gets layers, whose
+// logs fill and fold, while other threads read it, copy it and iterate it.
+TEST(Threads, ReadersOfACopySeeWholeStatesWhileItsLayersFillAndFold) {
+  std::vector<std::unique_ptr<context_var<int>>> vs;
+  for (int i = 0; i < 300; ++i) vs.push_back(std::make_unique<context_var<int>>("v" + std::to_string(i)));
+  context server;
+  server.run([&] {
+    for (auto& v : vs) (void)v->set(0);
+  });
+  context c = server.copy();
+  std::atomic<bool> done{false};
+  std::atomic<long> reads{0};
+  auto reader = [&] {
+    while (!done.load(std::memory_order_acquire)) {
+      context snap = c.copy();  // immutable while we hold it
+      std::size_t n = 0;
+      int lo = 1 << 30, hi = -1;
+      for (auto e : snap) {
+        ++n;
+        const int x = *e.get_if<int>();
+        lo = std::min(lo, x);
+        hi = std::max(hi, x);
+      }
+      EXPECT_EQ(n, snap.size());
+      EXPECT_GE(n, 300u);
+      EXPECT_LE(n, 310u);
+      EXPECT_LE(hi - lo, 1) << "a reader saw two rounds apart: a torn state";
+      EXPECT_TRUE(c.contains(*vs[7]));
+      reads.fetch_add(1, std::memory_order_relaxed);
+    }
+  };
+  std::thread r1(reader), r2(reader);
+  while (reads.load(std::memory_order_relaxed) < 2) std::this_thread::yield();  // readers are running
+  std::vector<context> keeps;
+  for (int round = 1; round <= 60; ++round) {
+    if (round % 7 == 0) keeps.push_back(c.copy());  // stacks of copies, folding at the depth limit
+    c.run([&] {
+      // Rounds write every variable: each one is a log filling and folding.
+      // Readers may see a round half done, never values two rounds apart.
+      for (auto& v : vs) (void)v->set(round);
+      for (int i = 0; i < 10; ++i) {
+        auto t = vs[static_cast<std::size_t>(i)]->set(round);
+        vs[static_cast<std::size_t>(i)]->reset(t);
+      }
+    });
+  }
+  done.store(true, std::memory_order_release);
+  r1.join();
+  r2.join();
+  EXPECT_GT(reads.load(), 0);
+  for (auto& v : vs) EXPECT_EQ(c.get(*v), 60);
+  for (auto& v : vs) EXPECT_EQ(server.get(*v), 0) << "the server never changes";
+  for (std::size_t k = 0; k < keeps.size(); ++k)
+    EXPECT_EQ(keeps[k].get(*vs[299]), static_cast<int>(7 * (k + 1) - 1));
 }
 
 }  // namespace

@@ -263,6 +263,29 @@ TEST(TraceContext, InjectAndExtractRoundTripTheTraceVariableAndBaggage) {
   EXPECT_TRUE(ctxvars::inject(ctxvars::context(), v.reg).empty());
 }
 
+TEST(TraceContext, ALaterVersionIsHeldAndForwardedAsVersion00SoEveryRoundTripIsExact) {
+  // Found by the propagation fuzzer: extract() kept version 0x55, inject()
+  // wrote 00, and the value extracted again compared unequal.
+  ctxvars::registry reg;
+  reg.add(ctxvars::trace_var());
+  const std::string later = "55-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b5-01-more";
+  const std::string as00 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b5-01";
+  EXPECT_EQ(ctxvars::parse_traceparent(later).version, 0x55);  // the parser still reports it
+  ctxvars::context c = ctxvars::extract({later, "rother=1", ""}, ctxvars::context(), reg);
+  ASSERT_TRUE(c.get(ctxvars::trace_var()));
+  EXPECT_EQ(c.get(ctxvars::trace_var())->parent.version, 0);
+  auto hs = ctxvars::inject(c, reg);
+  ASSERT_EQ(hs.size(), 2u);
+  EXPECT_EQ(hs[0].second, as00);
+  ctxvars::context d = ctxvars::extract({hs[0].second, hs[1].second, ""}, ctxvars::context(), reg);
+  EXPECT_EQ(d.get(ctxvars::trace_var()), c.get(ctxvars::trace_var()));
+  // The snapshot codec: decode(encode(x)) == x, and a later version decodes as 00.
+  using codec = ctxvars::codec<ctxvars::trace_context>;
+  const ctxvars::trace_context t = *c.get(ctxvars::trace_var());
+  EXPECT_EQ(codec::decode(codec::encode(t)), t);
+  EXPECT_EQ(codec::decode(later + " rother=1"), t);
+}
+
 TEST(TraceContext, TracestateWithoutTraceparentIsIgnored) {
   ctxvars::registry reg;
   auto c = ctxvars::extract({.tracestate = "a=1"}, ctxvars::context(), reg);

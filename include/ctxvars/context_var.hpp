@@ -198,7 +198,8 @@ class context_var {
   // T's copy), the context is unchanged.
   token<T> set(T value) {
     detail::box_ptr box = detail::make_box<T>(info_, std::move(value));
-    detail::context_impl* c = detail::writable_context();
+    detail::context_impl* c = detail::this_thread_state().current;
+    if (CTXVARS_UNLIKELY(!c)) c = detail::writable_context();
     token<T> t(this, id_, c->id);
     // The token's copy of the old value: taken before the change when copying
     // may throw (then nothing changed), after it when it cannot. A move-only T
@@ -206,7 +207,8 @@ class context_var {
     if constexpr (std::is_copy_constructible_v<T> && !std::is_nothrow_copy_constructible_v<T>) {
       if (const detail::box_ptr* p = c->map.find(id_, id_)) t.old_.emplace(detail::box_value<T>(p->get()));
     }
-    const T* now = &detail::box_value<T>(box.get());
+    detail::box_base* const added = box.get();
+    const T* now = &detail::box_value<T>(added);
     c->assign(id_, std::move(box), t.old_box_);
     // The cache first: the copy below is user code, which may set this very
     // variable again (and then rewrites the slot itself).
@@ -215,6 +217,8 @@ class context_var {
     if constexpr (std::is_nothrow_copy_constructible_v<T>) {
       if (t.old_box_) t.old_.emplace(detail::box_value<T>(t.old_box_.get()));
     }
+    if (CTXVARS_UNLIKELY(detail::watching() & detail::watching_values))
+      detail::notify_value(id_, t.old_box_.get(), added);
     return t;
   }
 
@@ -229,8 +233,9 @@ class context_var {
     detail::context_impl* c = detail::this_thread_state().current;
     if (!c || c->id != t.ctx_id_) detail::throw_foreign_context(name());
     detail::box_ptr displaced;
-    if (t.old_box_) {
-      const T* now = &detail::box_value<T>(t.old_box_.get());
+    detail::box_base* const restored = t.old_box_.get();
+    if (restored) {
+      const T* now = &detail::box_value<T>(restored);
       c->assign(id_, std::move(t.old_box_), displaced);
       remember(now);
     } else {
@@ -238,6 +243,8 @@ class context_var {
       remember(nullptr);
     }
     t.state_ = token<T>::state::used;
+    if (CTXVARS_UNLIKELY(detail::watching() & detail::watching_values))
+      detail::notify_value(id_, displaced.get(), restored);
     // `displaced` dies last: its value's destructor (user code) sees the
     // reset complete and the token used.
   }

@@ -36,11 +36,13 @@ namespace detail {
 template <class F>
 class trie_differ {
  public:
-  using node_t = context_map::node_type;
-  using entry_t = context_map::entry_type;
-  using bits_t = context_map::bits_type;
+  using trie_t = context_map::trie_type;
+  using node_t = trie_t::node_type;
+  using entry_t = trie_t::entry_type;
+  using bits_t = trie_t::bits_type;
 
-  explicit trie_differ(F& f) : f_(f) {}
+  // `skip`: sorted keys compared elsewhere (written to a log above the tries).
+  trie_differ(F& f, const std::vector<std::uint64_t>& skip) : f_(f), skip_(skip) {}
 
   void walk(const node_t* a, const node_t* b) {
     if (a == b) return;
@@ -70,7 +72,6 @@ class trie_differ {
     }
   }
 
- private:
   static void collect(const node_t* n, std::vector<const entry_t*>& out) {
     if (!n) return;
     for (std::uint32_t i = 0; i < n->ndata; ++i) out.push_back(&n->data()[i]);
@@ -98,7 +99,11 @@ class trie_differ {
       }
     }
   }
+  // A difference found in the tries, unless its key is compared elsewhere.
   void report(const entry_t* a, const entry_t* b) {
+    if (!std::binary_search(skip_.begin(), skip_.end(), (a ? a : b)->key)) emit(a, b);
+  }
+  void emit(const entry_t* a, const entry_t* b) {
     const entry_t* any = a ? a : b;
     change c{any->key, any->value->info->name, std::nullopt, std::nullopt};
     if (a) c.before.emplace(context_access::entry(a->value));
@@ -106,8 +111,36 @@ class trie_differ {
     f_(static_cast<const change&>(c));
   }
   F& f_;
+  const std::vector<std::uint64_t>& skip_;
 };
 
+}  // namespace detail
+
+namespace detail {
+// diff() over two maps the caller keeps alive and unchanged meanwhile (watch.cpp
+// hands it copies taken on the thread that writes them).
+template <class F>
+void diff_maps(const context_map& a, const context_map& b, F& f) {
+  // A context is a trie under small write logs (detail/write_log.hpp): keys
+  // written to either side's logs are compared by look-up; the tries are
+  // walked side by side with those keys left out.
+  std::vector<std::uint64_t> logged;
+  a.for_each_logged_key([&](std::uint64_t k) { logged.push_back(k); });
+  b.for_each_logged_key([&](std::uint64_t k) { logged.push_back(k); });
+  std::sort(logged.begin(), logged.end());
+  logged.erase(std::unique(logged.begin(), logged.end()), logged.end());
+  using entry_t = context_map::entry_type;
+  trie_differ<F> d(f, logged);
+  for (std::uint64_t k : logged) {
+    const box_ptr* pa = a.find(k, k);
+    const box_ptr* pb = b.find(k, k);
+    if ((pa ? pa->get() : nullptr) == (pb ? pb->get() : nullptr)) continue;
+    // report() reads only key and value of the entries it is given.
+    const entry_t ea{k, k, pa ? *pa : box_ptr()}, eb{k, k, pb ? *pb : box_ptr()};
+    d.emit(pa ? &ea : nullptr, pb ? &eb : nullptr);
+  }
+  d.walk(a.base_trie().root(), b.base_trie().root());
+}
 }  // namespace detail
 
 // Calls f(const change&) for every variable whose value differs between
@@ -119,8 +152,7 @@ template <class F>
 void diff(const context& before, const context& after, F&& f) {
   const detail::context_map a = detail::context_access::impl(before)->snapshot();
   const detail::context_map b = detail::context_access::impl(after)->snapshot();
-  detail::trie_differ<std::remove_reference_t<F>> d(f);
-  d.walk(a.root(), b.root());
+  detail::diff_maps(a, b, f);
 }
 
 }  // namespace ctxvars

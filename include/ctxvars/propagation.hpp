@@ -264,7 +264,11 @@ struct trace_parent {
 };
 
 // A trace context as carried by the two headers: the parent and the raw,
-// validated `tracestate` (empty when absent).
+// validated `tracestate` (empty when absent). The value trace_var() holds is
+// the context as this process forwards it: extract() and the snapshot codec
+// accept a later version's traceparent (its first four fields) and store it
+// with version 00, the version we speak, so inject/extract and save/restore
+// give back an equal value.
 struct trace_context {
   trace_parent parent;
   std::string tracestate;
@@ -419,6 +423,7 @@ struct codec<trace_context> {
     const std::size_t sp = s.find(' ');
     trace_context t;
     t.parent = parse_traceparent(s.substr(0, sp));
+    t.parent.version = 0;  // held as we forward it (see trace_context)
     if (sp != std::string_view::npos) {
       t.tracestate = std::string(s.substr(sp + 1));
       parse_tracestate(t.tracestate);
@@ -473,6 +478,7 @@ inline context extract(const incoming_headers& h, const context& base = copy_con
   if (!h.traceparent.empty()) {
     trace_context t;
     t.parent = parse_traceparent(h.traceparent);
+    t.parent.version = 0;  // held as we forward it (see trace_context)
     if (!h.tracestate.empty()) {
       parse_tracestate(h.tracestate);
       t.tracestate = std::string(h.tracestate);

@@ -2,8 +2,9 @@
 # configure-only (probe/). Checks that asking for a component that is not there fails with
 # a message naming the component and its Debian package, and that what can be found is.
 #   -DPREFIX=<full install> -DCORE_PREFIX=<install of component core only>
+#   -DBUILD_DIR=<the ctxvars build installed> (for partial installs made here)
 #   -DAVAILABLE="core asio ..." -DIGNORE="<asio include dir>|<boost include dir>"
-#   -DSRC= -DBIN= -DCXX= -DGEN=
+#   -DSPDLOG_DIR=<spdlog's package dir, as found by the build> -DSRC= -DBIN= -DCXX= -DGEN=
 cmake_minimum_required(VERSION 3.21)
 separate_arguments(AVAILABLE)
 string(REPLACE "|" ";" IGNORE "${IGNORE}")
@@ -97,8 +98,101 @@ if("boost_asio" IN_LIST AVAILABLE)
         DEFS -DCTXVARS_BOOST_ASIO_INCLUDE_DIR=${BIN}/old-boost
         MATCH "component \"boost_asio\" .* needs Boost 1\\.74 or later; .*BOOST_VERSION 106700")
 endif()
+
+# ---- integrations: fmt spdlog http grpc (each finds its dependency's CMake package) ----
+# c;what;debian;package;version wording (regexes)
+set(integrations
+    "fmt|\\{fmt\\}|libfmt-dev|fmt|"
+    "spdlog|spdlog|libspdlog-dev|spdlog|"
+    "http|HTTP with Boost\\.Beast|libboost1\\.81-dev|Boost| 1\\.81 or later"
+    "grpc|gRPC|libgrpc\\+\\+-dev|gRPC|")
+foreach(row IN LISTS integrations)
+  string(REPLACE "|" ";" row "${row}")
+  list(GET row 0 c)
+  list(GET row 1 what)
+  list(GET row 2 debian)
+  list(GET row 3 package)
+  list(LENGTH row n)
+  set(version "")
+  if(n GREATER 4)
+    list(GET row 4 version)
+  endif()
+  set(intro "component \"${c}\" \\(ctxvars::${c}, for ${what}, Debian package ${debian}\\)")
+  if(c IN_LIST AVAILABLE)
+    set(why "--component ${c}\\)")
+  else()
+    set(why "this ctxvars was built without ${what}")
+  endif()
+  probe(${c}-not-installed ${CORE_PREFIX} fail "REQUIRED COMPONENTS ${c}"
+        MATCH "${intro} is not installed" "${why}" "ctxvars_FOUND to FALSE")
+  probe(${c}-optional-not-installed ${CORE_PREFIX} ok "REQUIRED OPTIONAL_COMPONENTS ${c}"
+        MATCH "probe: has ctxvars::ctxvars" "probe: no ctxvars::${c}" "optional ${intro} is not installed")
+  if(NOT c IN_LIST AVAILABLE)
+    message(STATUS "skip ${c}: this build has no ctxvars::${c}")
+    continue()
+  endif()
+  # Installed, and found: only what is asked for (and what it needs) is loaded.
+  set(others asio boost_asio fmt spdlog http grpc)
+  list(REMOVE_ITEM others ${c})
+  if(c STREQUAL "spdlog")
+    list(REMOVE_ITEM others fmt)
+  endif()
+  list(TRANSFORM others PREPEND "probe: has ctxvars::" OUTPUT_VARIABLE not_loaded)
+  probe(${c}-found ${PREFIX} ok "REQUIRED COMPONENTS ${c}"
+        MATCH "probe: has ctxvars::ctxvars" "probe: has ctxvars::${c}" "ctxvars_FOUND=1" NOMATCH ${not_loaded})
+  # Installed, but the consumer's machine lacks the dependency: a clean failure naming it,
+  # or, for an optional component, no target and a status line.
+  set(need "${intro} needs ${package}${version} \\(its CMake package, ${package}Config\\.cmake\\), which was not found\\. Install ${debian}, or set ${package}_DIR")
+  probe(${c}-dependency-missing ${PREFIX} fail "REQUIRED COMPONENTS ${c}" DEFS -DCMAKE_DISABLE_FIND_PACKAGE_${package}=ON
+        MATCH "${need}" "ctxvars_FOUND to FALSE")
+  probe(${c}-optional-dependency-missing ${PREFIX} ok "REQUIRED OPTIONAL_COMPONENTS ${c}"
+        DEFS -DCMAKE_DISABLE_FIND_PACKAGE_${package}=ON
+        MATCH "probe: ctxvars_FOUND=1" "probe: no ctxvars::${c}" "optional ${need}")
+endforeach()
+if("spdlog" IN_LIST AVAILABLE)
+  # spdlog builds on ctxvars::fmt: without {fmt}, the message says so.
+  probe(spdlog-fmt-missing ${PREFIX} fail "REQUIRED COMPONENTS spdlog" DEFS -DCMAKE_DISABLE_FIND_PACKAGE_fmt=ON
+        MATCH "component \"spdlog\" .* needs ctxvars::fmt: component \"fmt\" .* needs fmt \\(its CMake package, fmtConfig\\.cmake\\), which was not found\\. Install libfmt-dev"
+              "ctxvars_FOUND to FALSE")
+  # The package really gone (not just disabled): the directory it was found in at build
+  # time, recorded as a hint, is ignored like any other.
+  if(SPDLOG_DIR)
+    # Debian merges /lib into /usr/lib: the package is reachable by both spellings.
+    string(REGEX REPLACE "^/usr/" "/" gone "${SPDLOG_DIR}")
+    set(gone "${gone}|/usr${gone}")
+    probe(spdlog-package-gone ${PREFIX} fail "REQUIRED COMPONENTS spdlog" DEFS "-DPROBE_IGNORE_PATH=${gone}"
+          MATCH "component \"spdlog\" .* needs spdlog \\(its CMake package" "Install libspdlog-dev")
+  endif()
+  # Installed with --component spdlog but without --component fmt.
+  set(partial ${BIN}/spdlog-only)
+  foreach(comp core spdlog)
+    execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${partial} --component ${comp}
+                    RESULT_VARIABLE rc OUTPUT_QUIET)
+    if(rc)
+      message(FATAL_ERROR "cmake --install ${BUILD_DIR} --component ${comp} failed")
+    endif()
+  endforeach()
+  probe(spdlog-without-fmt-installed ${partial} fail "REQUIRED COMPONENTS spdlog"
+        MATCH "component \"spdlog\" .* needs ctxvars::fmt: component \"fmt\" .* is not installed: .*ctxvars-fmt-targets\\.cmake is missing \\(install it with cmake --install <ctxvars build dir> --component fmt\\)")
+  probe(spdlog-optional-without-fmt-installed ${partial} ok "REQUIRED OPTIONAL_COMPONENTS spdlog"
+        MATCH "probe: ctxvars_FOUND=1" "probe: no ctxvars::spdlog" "probe: no ctxvars::fmt")
+endif()
+# Loaded twice (as two subprojects would): the second find_package defines nothing again.
+set(twice "")
+foreach(c fmt spdlog http grpc)
+  if(c IN_LIST AVAILABLE)
+    list(APPEND twice ${c})
+  endif()
+endforeach()
+if(twice)
+  string(JOIN " " twice_args ${twice})
+  list(TRANSFORM twice PREPEND "probe: has ctxvars::" OUTPUT_VARIABLE twice_match)
+  list(GET twice 0 first)
+  probe(integrations-twice ${PREFIX} ok "REQUIRED COMPONENTS ${first}" DEFS "-DPROBE_ARGS2=REQUIRED COMPONENTS ${twice_args}"
+        MATCH ${twice_match} "ctxvars_FOUND=1")
+endif()
 probe(unknown-component ${PREFIX} fail "REQUIRED COMPONENTS asio_typo"
-      MATCH "ctxvars has no component \"asio_typo\" \\(it has: asio, boost_asio\\)")
+      MATCH "ctxvars has no component \"asio_typo\" \\(it has: asio, boost_asio, fmt, spdlog, http, grpc\\)")
 set(expect_all "probe: has ctxvars::ctxvars")
 foreach(c IN LISTS AVAILABLE)
   if(NOT c STREQUAL "core")
@@ -107,12 +201,15 @@ foreach(c IN LISTS AVAILABLE)
 endforeach()
 probe(no-components ${PREFIX} ok "REQUIRED" MATCH ${expect_all})
 
-# A ctxvars built on a machine without either Asio: the adapters were never installed.
+# A ctxvars built on a machine without either Asio, {fmt}, spdlog, Boost or gRPC: the
+# adapters and integrations were never installed.
 set(noasio ${BIN}/noasio)
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SRC} -B ${noasio}/build -G ${GEN} -DCMAKE_CXX_COMPILER=${CXX}
                         -DCTXVARS_BUILD_TESTS=OFF -DCTXVARS_BUILD_EXAMPLES=OFF -DCTXVARS_BUILD_BENCHMARKS=OFF
                         -DCTXVARS_INSTALL=ON -DCMAKE_BUILD_TYPE=Debug
                         "-DCMAKE_IGNORE_PATH=${IGNORE}" -DCMAKE_DISABLE_FIND_PACKAGE_Boost=ON
+                        -DCMAKE_DISABLE_FIND_PACKAGE_fmt=ON -DCMAKE_DISABLE_FIND_PACKAGE_spdlog=ON
+                        -DCMAKE_DISABLE_FIND_PACKAGE_gRPC=ON
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(NOT rc)
   execute_process(COMMAND ${CMAKE_COMMAND} --build ${noasio}/build RESULT_VARIABLE rc OUTPUT_VARIABLE out2 ERROR_VARIABLE out2)
@@ -127,7 +224,14 @@ if(rc)
   message(FATAL_ERROR "building ctxvars without Asio failed:\n${out}")
 endif()
 probe(built-without-adapters ${noasio}/prefix ok "REQUIRED"
-      MATCH "probe: has ctxvars::ctxvars" "probe: no ctxvars::asio" "probe: no ctxvars::boost_asio")
+      MATCH "probe: has ctxvars::ctxvars" "probe: no ctxvars::asio" "probe: no ctxvars::boost_asio"
+            "probe: no ctxvars::fmt" "probe: no ctxvars::spdlog" "probe: no ctxvars::http" "probe: no ctxvars::grpc")
+probe(spdlog-built-without ${noasio}/prefix fail "REQUIRED COMPONENTS spdlog"
+      MATCH "component \"spdlog\" \\(ctxvars::spdlog, for spdlog, Debian package libspdlog-dev\\) is not installed: this ctxvars was built without spdlog \\(the CMake package of spdlog was not found\\)\\. Install libspdlog-dev, then configure, build and install ctxvars again\\.")
+probe(http-grpc-built-without ${noasio}/prefix fail "REQUIRED COMPONENTS http grpc fmt"
+      MATCH "component \"http\" .* is not installed: this ctxvars was built without HTTP with Boost\\.Beast \\(the CMake package of Boost 1\\.81 was not found\\)"
+            "component \"grpc\" \\(ctxvars::grpc, for gRPC, Debian package libgrpc\\+\\+-dev\\) is not installed: this ctxvars was built without gRPC"
+            "component \"fmt\" .* is not installed: this ctxvars was built without \\{fmt\\}")
 probe(asio-built-without ${noasio}/prefix fail "REQUIRED COMPONENTS asio"
       MATCH "component \"asio\" \\(ctxvars::asio, for standalone Asio, Debian package libasio-dev\\) is not installed: this ctxvars was built without standalone Asio \\(<asio.hpp> was not found\\)\\. Install libasio-dev, then configure, build and install ctxvars again\\.")
 probe(boost_asio-built-without ${noasio}/prefix fail "REQUIRED COMPONENTS asio boost_asio"

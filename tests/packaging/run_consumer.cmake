@@ -1,14 +1,19 @@
 # ctest driver: configure, build and run the consumer project (consumer/).
 #   -DMODE=find_package|subdirectory -DCOMPONENTS="core asio ..." -DAVAILABLE="core asio ..."
+#   (components: core asio boost_asio fmt spdlog http grpc)
 #   -DSRC=<ctxvars source> -DBIN=<scratch build dir> -DPREFIX=<install prefix> -DCXX= -DGEN=
 # Prints "SKIPPED:" (ctest's SKIP_REGULAR_EXPRESSION) when a component asked for was not
-# configured in this ctxvars build (its Asio was not found).
+# configured in this ctxvars build (its Asio or other dependency was not found).
 cmake_minimum_required(VERSION 3.21)
 separate_arguments(COMPONENTS)
 separate_arguments(AVAILABLE)
+if(NOT COMPONENTS)
+  message("SKIPPED: none of the components asked for was configured in this ctxvars build")
+  return()
+endif()
 foreach(c IN LISTS COMPONENTS)
   if(NOT c IN_LIST AVAILABLE)
-    message("SKIPPED: this ctxvars build has no ctxvars::${c} (its Asio was not found at configure time)")
+    message("SKIPPED: this ctxvars build has no ctxvars::${c} (its dependency was not found at configure time)")
     return()
   endif()
 endforeach()

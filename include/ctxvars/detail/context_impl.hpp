@@ -7,18 +7,12 @@
 #include <functional>
 
 #include "../config.hpp"
-#include "hamt/trie.hpp"
+#include "context_map.hpp"
 #include "thread_state.hpp"
 #include "value_box.hpp"
+#include "watch_hook.hpp"
 
 namespace ctxvars::detail {
-
-struct id_hash {
-  // Ids are sequential, which already spreads them perfectly over the trie's
-  // branches: the identity is the best hash.
-  hamt::hash_t operator()(std::uint64_t id) const noexcept { return id; }
-};
-using context_map = hamt::trie<std::uint64_t, box_ptr, id_hash, std::equal_to<std::uint64_t>, 5>;
 
 std::uint64_t next_context_id() noexcept;
 [[noreturn]] void throw_context_in_use(bool by_this_thread);
@@ -106,13 +100,13 @@ class alignas(64) context_impl {
   void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
     context_map::retired dropped;
     writer_lock g(*this);
-    if (!map.replace_if_owned(var_id, var_id, box, old)) map.insert(var_id, var_id, std::move(box), &old, &dropped);
+    map.assign(var_id, var_id, std::move(box), old, dropped);
     ++mods_;
   }
   void remove(std::uint64_t var_id, box_ptr& old) {
     context_map::retired dropped;
     writer_lock g(*this);
-    if (map.erase(var_id, var_id, &old, &dropped)) ++mods_;
+    if (map.remove(var_id, var_id, old, dropped)) ++mods_;
   }
 
   // Lookup-cache bookkeeping (see thread_state): the version a thread used
@@ -177,6 +171,7 @@ struct switch_record {
 };
 
 // Makes `c` current (the caller made sure this thread may be inside it).
+// Watchers (watch.hpp) are told after the switch, on this thread.
 // Cache: a version this thread used in `c` before is reused if `c` did not
 // change since; otherwise a fresh one makes every slot miss.
 CTXVARS_ALWAYS_INLINE switch_record switch_to(thread_state& st, context_impl* c) noexcept {
@@ -184,6 +179,7 @@ CTXVARS_ALWAYS_INLINE switch_record switch_to(thread_state& st, context_impl* c)
   st.current = c;
   const std::uint64_t v = c->version_for(st);
   st.version = v ? v : fresh_version(st);
+  if (CTXVARS_UNLIKELY(watching())) notify_switch(r.prev, c);
   return r;
 }
 // Undoes switch_to. The previous context cannot have changed meanwhile: it is
@@ -194,6 +190,7 @@ CTXVARS_ALWAYS_INLINE void switch_back(thread_state& st, context_impl* c, const 
   c->note_leaving(st);
   st.current = r.prev;
   st.version = r.prev_version;
+  if (CTXVARS_UNLIKELY(watching())) notify_switch(c, r.prev);
 }
 
 // Enters `c` (atomically: throws context_in_use_error, then nothing changed)

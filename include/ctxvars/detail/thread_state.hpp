@@ -42,6 +42,8 @@ struct thread_state {
   std::uint64_t next_version;  // source of fresh versions (never reused)
   bool torn_down;         // the thread's ctxvars state was destroyed at thread exit
   bool armed;             // the thread-exit cleanup is registered
+  bool in_watcher;        // a watcher callback runs on this thread (watch.hpp): no nested notifications
+  bool watch_cache_gone;  // this thread's cached watcher list was destroyed (thread exit)
   std::uint64_t next_context_id, end_context_id;  // a block of ids reserved by this thread
   cache_slot cache[CTXVARS_CACHE_SIZE];
   // One spare box shell per slot (no value inside, still owning a reference to
@@ -53,6 +55,9 @@ struct thread_state {
   // their first bytes), so copy_context/destroy pairs skip malloc.
   void* free_contexts;
   unsigned n_free_contexts;
+  // Freed write-log layers kept for reuse (context_map.hpp), likewise.
+  void* free_layers;
+  unsigned n_free_layers;
 };
 
 extern constinit thread_local thread_state tls;

@@ -135,6 +135,33 @@ class trie {
   }
   bool contains(const K& k) const { return find(k) != nullptr; }
 
+  // True when every node on the path to hash h (as far as it exists) belongs
+  // to this handle alone, so that an insert there changes nodes in place.
+  bool owns_path(hash_t h) const noexcept {
+    const node_type* n = root_;
+    for (unsigned depth = 0; n; ++depth) {
+      if (!n->unique()) return false;
+      if (n->collision) return true;
+      const bitmap_t bit = bits_type::bit(h, depth);
+      if (!(n->nodemap & bit)) return true;
+      n = n->children()[index_of(n->nodemap, bit)];
+    }
+    return true;
+  }
+
+  // Borrowed handles (used by write_log.hpp): `borrow(o)` makes this empty
+  // handle read o's nodes without counting a reference; the caller keeps o's
+  // nodes alive, never updates this handle, and calls `forget()` before it
+  // is destroyed.
+  void borrow(const trie& o) noexcept {
+    root_ = o.root_;
+    size_ = o.size_;
+  }
+  void forget() noexcept {
+    root_ = nullptr;
+    size_ = 0;
+  }
+
   // Persistent updates: a new handle, *this unchanged.
   trie set(K k, V v) const {
     trie t(*this);
