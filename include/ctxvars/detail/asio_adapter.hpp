@@ -203,10 +203,8 @@ class step_scope {
       mode_ = mode::entered;
     }
     c_ = c;
-    if (mode_ == mode::entered) {
-      b_ = b;
-      b->own();
-    }
+    b_ = b;
+    if (mode_ == mode::entered) b->own();
     r_ = switch_to(st, c);
     prev_ = innermost_step;
     innermost_step = this;
@@ -229,23 +227,27 @@ class step_scope {
     mode_ = mode::none;
   }
 
-  context_impl* context() const noexcept { return c_; }
+  // The task whose step this is (null once ended or if begin() switched nothing).
+  task_block* block() const noexcept { return mode_ == mode::none ? nullptr : b_; }
 
  private:
   enum class mode { none, switched, entered };
   context_impl* c_ = nullptr;
-  task_block* b_ = nullptr;  // owned while entered
+  task_block* b_ = nullptr;  // the step's task; owned by this thread while entered
   switch_record r_{};
   step_scope* prev_ = nullptr;
   mode mode_ = mode::none;
 };
 
 // Called by a task's last step once its body is done: no more task code runs,
-// so leave the context now, before Asio runs the completion handler.
+// so leave the context now, before Asio runs the completion handler. Only a
+// step of this task ends here: a task whose context was already current (a
+// child spawned in its parent's own context, finishing inline inside the
+// parent's step) leaves that step to the parent, whose code goes on in it.
 inline void finish_task(task_block* b) noexcept {
   b->finished.store(true, std::memory_order_release);
   step_scope* s = innermost_step;
-  if (s && s->context() == b->ctx && this_thread_state().current == b->ctx) s->end();
+  if (s && s->block() == b && this_thread_state().current == b->ctx) s->end();
 }
 
 // ---- context_executor ---------------------------------------------------------------
