@@ -164,7 +164,7 @@ void BM_Context_BytesPerEntry(benchmark::State& state) {
     ctxvars::context c;
     // Write-log layers come from a per-thread free list: empty it so that
     // the context's layer is counted like its trie nodes.
-    auto& st = ctxvars::detail::tls;
+    auto& st = ctxvars::detail::this_thread_state();
     while (void* p = st.free_layers) {
       st.free_layers = *static_cast<void**>(p);
       ::operator delete(p);

@@ -11,10 +11,10 @@ N skipped` and exits non-zero on failure.
 """
 import os
 import sys
-import types
 import unittest
 
 import ctxvars
+from cpython_suite import load_substituted, run_and_exit
 import test.test_asyncio  # noqa: F401  (the package the files import from)
 
 DIR = sys.argv[1] if len(sys.argv) > 1 else "/usr/lib/python3.11/test/test_asyncio"
@@ -42,11 +42,7 @@ for name, pattern in FILES.items():
     if n != 1:
         sys.exit(f"{name} changed: expected one contextvars import, found {n}")
     modname = "test.test_asyncio." + name[:-3] + "_on_ctxvars"
-    module = types.ModuleType(modname)
-    module.__file__ = path
-    module.__package__ = "test.test_asyncio"
-    sys.modules[modname] = module
-    exec(compile(text, path, "exec"), module.__dict__)
+    module = load_substituted(path, text, modname, package="test.test_asyncio")
     imported = getattr(module, "contextvars", None) or getattr(module, "ContextVar", None)
     assert imported in (ctxvars, ctxvars.ContextVar), f"{name} must use ctxvars"
     loader = unittest.TestLoader()
@@ -56,9 +52,4 @@ for name, pattern in FILES.items():
     suite.addTests(tests)
     uses += tests.countTestCases()
 
-result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-skipped = len(result.skipped)
-passed = result.testsRun - failed - skipped
-print(f"{passed} passed, {failed} failed, {skipped} skipped")
-sys.exit(0 if failed == 0 and result.testsRun > 0 else 1)
+run_and_exit(suite)

@@ -4,12 +4,11 @@ The stock file is loaded unchanged but for its two imports: `contextvars`
 becomes `ctxvars`, and `_testcapi.hamt` becomes `ctxvars.hamt`. Prints the
 summary line `N passed, N failed, N skipped` and exits non-zero on failure.
 """
-import importlib.util
 import sys
-import types
 import unittest
 
 import ctxvars
+from cpython_suite import load_substituted, run_and_exit
 
 SOURCE = sys.argv[1] if len(sys.argv) > 1 else "/usr/lib/python3.11/test/test_context.py"
 
@@ -24,18 +23,9 @@ for old, new in replacements:
         sys.exit(f"test_context.py changed: cannot substitute {old.strip()!r}")
     text = text.replace(old, new)
 
-module = types.ModuleType("test_context_on_ctxvars")
-module.__file__ = SOURCE
-sys.modules[module.__name__] = module
-exec(compile(text, SOURCE, "exec"), module.__dict__)
+module = load_substituted(SOURCE, text, "test_context_on_ctxvars")
 
 assert module.contextvars is ctxvars, "the test must run against ctxvars"
 assert module.hamt is ctxvars.hamt, "the HAMT tests must run against ctxvars.hamt"
 
-suite = unittest.defaultTestLoader.loadTestsFromModule(module)
-result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
-failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-skipped = len(result.skipped)
-passed = result.testsRun - failed - skipped
-print(f"{passed} passed, {failed} failed, {skipped} skipped")
-sys.exit(0 if failed == 0 and result.testsRun > 0 else 1)
+run_and_exit(unittest.defaultTestLoader.loadTestsFromModule(module))

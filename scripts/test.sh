@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/check-tls.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 for preset in ${CTXVARS_COMPILERS:-dev clang}; do
   echo "=== ${preset}: configure, build, test ==="

@@ -14,7 +14,7 @@
 #include <mutex>
 #include <new>
 #include <thread>
-#include <tuple>
+#include <optional>
 #include <vector>
 
 #include "ctxvars/watch.hpp"
@@ -53,43 +53,79 @@ void publish(watch_registry& r, std::shared_ptr<const watcher_list> next) {
   watch_flags.store(flags, std::memory_order_release);
 }
 
-// The list this thread last saw. Destroyed at thread exit; after that the
-// thread reads the registry under its mutex.
+// The list this thread last saw, and the watchers stopped from inside a
+// callback on this thread, whose callbacks are destroyed when the outermost
+// notification ends (see in_watcher_scope). Destroyed at thread exit; after
+// that the thread reads the registry under its mutex and defers nothing.
 struct list_cache {
   std::shared_ptr<const watcher_list> list;
   std::uint64_t generation = 0;
+  std::vector<std::shared_ptr<watcher_rec>> deferred;
   ~list_cache() { this_thread_state().watch_cache_gone = true; }
 };
+
+list_cache* thread_cache(thread_state& st) noexcept {
+  if (CTXVARS_UNLIKELY(st.watch_cache_gone)) return nullptr;
+  thread_local list_cache cache;
+  return &cache;
+}
 
 // The current list: borrowed from this thread's cache, or owned in `hold`.
 // Not reentrant per thread (callers run with in_watcher set around calls).
 const watcher_list* current_list(thread_state& st, std::shared_ptr<const watcher_list>& hold) {
   watch_registry& r = registry();
-  if (CTXVARS_UNLIKELY(st.watch_cache_gone)) {
+  list_cache* cache = thread_cache(st);
+  if (CTXVARS_UNLIKELY(!cache)) {
     std::lock_guard lk(r.m);
     hold = r.list;
     return hold.get();
   }
-  thread_local list_cache cache;
   const std::uint64_t g = r.generation.load(std::memory_order_acquire);
-  if (cache.generation != g) {
+  if (cache->generation != g) {
     std::shared_ptr<const watcher_list> fresh;
     {
       std::lock_guard lk(r.m);
       fresh = r.list;
-      cache.generation = r.generation.load(std::memory_order_relaxed);
+      cache->generation = r.generation.load(std::memory_order_relaxed);
     }
     // The old list (and maybe records' callbacks) dies outside the mutex.
-    std::swap(cache.list, fresh);
+    std::swap(cache->list, fresh);
   }
-  return cache.list.get();
+  return cache->list.get();
 }
 
-// Marks the thread as running watcher callbacks for the scope.
+// Waits until no call of `r` runs on another thread, then destroys its
+// callback. Only on a thread that runs no watcher callback.
+void finish_stop(watcher_rec& r) noexcept {
+  while (r.in_flight.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  r.drop();
+}
+
+// The same, or null when there is none or it cannot be had (out of memory,
+// or a thread_local that cannot be made): then nothing is notified.
+const watcher_list* list_or_null(thread_state& st, std::shared_ptr<const watcher_list>& hold) noexcept {
+  try {
+    return current_list(st, hold);
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+// Marks the thread as running watcher callbacks for the scope. At its end,
+// the watchers stopped meanwhile on this thread are finished (their calls on
+// other threads waited for, their callbacks destroyed): a thread waits only
+// outside callbacks, so two callbacks stopping each other cannot deadlock.
 struct in_watcher_scope {
   thread_state& st;
   explicit in_watcher_scope(thread_state& s) noexcept : st(s) { st.in_watcher = true; }
-  ~in_watcher_scope() { st.in_watcher = false; }
+  ~in_watcher_scope() {
+    st.in_watcher = false;
+    list_cache* cache = thread_cache(st);
+    if (!cache || cache->deferred.empty()) return;
+    std::vector<std::shared_ptr<watcher_rec>> stopped;
+    stopped.swap(cache->deferred);
+    for (const auto& r : stopped) finish_stop(*r);
+  }
 };
 
 // Calls `call` on `r` unless it was stopped; the in_flight bracket lets
@@ -125,6 +161,14 @@ box_ptr retained(box_base* b) noexcept {
   return box_ptr(b);
 }
 
+// Records stopped but left listed (an unwatch that ran out of memory) go
+// with the next list built.
+void drop_inactive(watcher_list& l) {
+  auto inactive = [](const std::shared_ptr<watcher_rec>& x) { return !x->active.load(std::memory_order_relaxed); };
+  std::erase_if(l.switches, inactive);
+  std::erase_if(l.values, inactive);
+}
+
 }  // namespace
 
 void add_watcher(std::shared_ptr<watcher_rec> rec) {
@@ -132,6 +176,7 @@ void add_watcher(std::shared_ptr<watcher_rec> rec) {
   auto next = std::make_shared<watcher_list>();
   std::lock_guard lk(r.m);
   if (r.list) *next = *r.list;
+  drop_inactive(*next);
   if (rec->var_id == 0) {
     next->switches.push_back(std::move(rec));
   } else {
@@ -151,8 +196,7 @@ void remove_watcher(const std::shared_ptr<watcher_rec>& rec) noexcept {
     std::lock_guard lk(r.m);
     if (r.list) {
       *next = *r.list;
-      std::erase(next->switches, rec);
-      std::erase(next->values, rec);
+      drop_inactive(*next);  // `rec` among them
     }
     old = r.list;
     publish(r, std::move(next));
@@ -161,84 +205,98 @@ void remove_watcher(const std::shared_ptr<watcher_rec>& rec) noexcept {
     // harmless leftover until the next registration change.
   }
   thread_state& st = this_thread_state();
-  if (st.in_watcher) return;  // see remove_watcher's declaration
-  while (rec->in_flight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
-  rec->drop();
+  if (st.in_watcher) {
+    // Inside a notification: finished when it ends (in_watcher_scope).
+    // Without room to note it, the callback dies with its last reference.
+    if (list_cache* cache = thread_cache(st)) {
+      try {
+        cache->deferred.push_back(rec);
+      } catch (const std::bad_alloc&) {
+      }
+    }
+    return;
+  }
+  finish_stop(*rec);
 }
 
+namespace {
+// A watched variable whose value differs between the two contexts of a
+// switch; the values are retained until every call is made.
+struct value_diff {
+  std::uint64_t id = 0;
+  box_ptr before, after;
+};
+constexpr std::size_t lookup_limit = 16;
+
+// Fills `out` with the watched variables whose values differ from `from` to
+// `to` (read on this thread, their only writer). Few watched variables (the
+// usual case): each is looked up in both, O(k log32 n), into `few` without
+// allocating. More: the two contexts are diffed (diff.hpp), skipping the
+// subtrees they share, so the cost follows what changed. Throws
+// std::bad_alloc (then nothing is reported).
+std::size_t collect_value_diffs(const watcher_list& l, context_impl* from, context_impl* to,
+                                value_diff (&few)[lookup_limit], std::vector<value_diff>& many) {
+  if (l.values.size() <= lookup_limit) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < l.values.size(); ++i) {
+      const std::uint64_t id = l.values[i]->var_id;
+      if (i > 0 && l.values[i - 1]->var_id == id) continue;
+      const box_ptr* pa = from ? from->map.find(id, id) : nullptr;
+      const box_ptr* pb = to ? to->map.find(id, id) : nullptr;
+      box_base* ba = pa ? pa->get() : nullptr;
+      box_base* bb = pb ? pb->get() : nullptr;
+      if (ba != bb) few[n++] = {id, retained(ba), retained(bb)};
+    }
+    return n;
+  }
+  const context_map a = from ? from->map : context_map();
+  const context_map b = to ? to->map : context_map();
+  auto on_change = [&](const change& c) {
+    const auto range = watchers_of(l, c.var_id);
+    if (range.first == range.second) return;
+    auto box = [](const std::optional<context::entry>& e) {
+      return e ? retained(const_cast<box_base*>(context_access::box(*e))) : box_ptr();
+    };
+    many.push_back({c.var_id, box(c.before), box(c.after)});
+  };
+  diff_maps(a, b, on_change);
+  return many.size();
+}
+}  // namespace
+
+// Every change is collected before the first call, so nothing a callback does
+// (set a variable in the new context, say) is reported as part of the switch.
 void notify_switch(context_impl* from, context_impl* to) noexcept {
   thread_state& st = this_thread_state();
   if (st.in_watcher || from == to) return;
   in_watcher_scope scope(st);
   std::shared_ptr<const watcher_list> hold;
-  const watcher_list* l = nullptr;
-  try {
-    l = current_list(st, hold);
-  } catch (...) {
-    return;  // out of memory (or a thread_local that cannot be made): no notification
-  }
+  const watcher_list* l = list_or_null(st, hold);
   if (!l) return;
+  value_diff few[lookup_limit];
+  std::vector<value_diff> many;
+  std::size_t n = 0;
+  if (!l->values.empty()) {
+    try {
+      n = collect_value_diffs(*l, from, to, few, many);
+    } catch (...) {
+      n = 0;  // out of memory: this switch's value notifications are skipped (documented)
+      many.clear();
+    }
+  }
   if (!l->switches.empty()) {
     const context_switch ev(from, to);
     for (const auto& r : l->switches) invoke(*r, [&] { r->switched(ev); });
   }
-  if (l->values.empty()) return;
-  // Few watched variables (the usual case): look each one up in both
-  // contexts, O(k log32 n), no allocation. The values are retained and every
-  // change collected before the first call, so a callback that sets variables
-  // cannot change what is reported.
-  constexpr std::size_t lookup_limit = 16;
-  if (l->values.size() <= lookup_limit) {
-    struct pending {
-      std::uint64_t id = 0;
-      box_ptr before, after;
-    };
-    pending found[lookup_limit];
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < l->values.size(); ++i) {
-      const std::uint64_t id = l->values[i]->var_id;
-      if (i > 0 && l->values[i - 1]->var_id == id) continue;
-      const box_ptr* pa = from ? from->map.find(id, id) : nullptr;
-      const box_ptr* pb = to ? to->map.find(id, id) : nullptr;
-      box_base* ba = pa ? pa->get() : nullptr;
-      box_base* bb = pb ? pb->get() : nullptr;
-      if (ba != bb) found[n++] = {id, retained(ba), retained(bb)};
+  const value_diff* diffs = many.empty() ? few : many.data();
+  for (std::size_t k = 0; k < n; ++k) {
+    const box_base* before = diffs[k].before.get();
+    const box_base* after = diffs[k].after.get();
+    auto [lo, hi] = watchers_of(*l, diffs[k].id);
+    for (auto it = lo; it != hi; ++it) {
+      watcher_rec& r = **it;
+      invoke(r, [&] { r.changed(before, after, true); });
     }
-    for (std::size_t k = 0; k < n; ++k) {
-      auto [lo, hi] = watchers_of(*l, found[k].id);
-      for (auto it = lo; it != hi; ++it) {
-        watcher_rec& r = **it;
-        const box_base* before = found[k].before.get();
-        const box_base* after = found[k].after.get();
-        invoke(r, [&] { r.changed(before, after, true); });
-      }
-    }
-    return;
-  }
-  // Many: diff the two contexts (diff.hpp), skipping the subtrees they
-  // share, so the cost follows what changed. The changes of watched
-  // variables are collected before any call, so that a
-  // callback cannot change what the walk reads (the maps are copies anyway)
-  // and a failed allocation skips the whole switch rather than half of it.
-  std::vector<std::tuple<const watcher_rec*, box_ptr, box_ptr>> calls;
-  try {
-    const context_map a = from ? from->map : context_map();
-    const context_map b = to ? to->map : context_map();
-    auto on_change = [&](const change& c) {
-      auto [lo, hi] = watchers_of(*l, c.var_id);
-      for (auto it = lo; it != hi; ++it)
-        calls.emplace_back(it->get(), c.before ? retained(const_cast<box_base*>(context_access::box(*c.before))) : box_ptr(),
-                           c.after ? retained(const_cast<box_base*>(context_access::box(*c.after))) : box_ptr());
-    };
-    diff_maps(a, b, on_change);
-  } catch (...) {
-    return;  // out of memory: this switch's value notifications are skipped (documented)
-  }
-  for (auto& call : calls) {
-    watcher_rec& r = const_cast<watcher_rec&>(*std::get<0>(call));
-    const box_base* before = std::get<1>(call).get();
-    const box_base* after = std::get<2>(call).get();
-    invoke(r, [&] { r.changed(before, after, true); });
   }
 }
 
@@ -248,12 +306,7 @@ void notify_value(std::uint64_t var_id, box_base* before, box_base* after) noexc
   if (st.in_watcher) return;
   in_watcher_scope scope(st);
   std::shared_ptr<const watcher_list> hold;
-  const watcher_list* l = nullptr;
-  try {
-    l = current_list(st, hold);
-  } catch (...) {
-    return;
-  }
+  const watcher_list* l = list_or_null(st, hold);
   if (!l) return;
   auto [lo, hi] = watchers_of(*l, var_id);
   if (lo == hi) return;

@@ -378,4 +378,22 @@ TEST(AllocationFailure, ASwitchWhoseChangesCannotBeComputedSkipsOnlyItsValueNoti
   EXPECT_EQ(value_calls, 20);
 }
 
+
+TEST(AllocationFailure, AWatcherWhoseUnwatchRanOutOfMemoryIsGoneAfterTheNextRegistrationChange) {
+  // From the adversarial review: the record left listed by a failed unwatch
+  // was copied into every later list, keeping the hot-path flag set forever.
+  context_var<int> v("v");
+  int calls = 0;
+  watcher w = watch(v, [&](const value_change<int>&) { ++calls; });
+  ASSERT_EQ(ctxvars::detail::watching(), ctxvars::detail::watching_values);
+  fail_countdown = 0;  // the copy of the list in remove_watcher fails
+  w.unwatch();
+  fail_countdown = -1;
+  EXPECT_FALSE(w.active());
+  (void)v.set(1);
+  EXPECT_EQ(calls, 0) << "an unwatched watcher was called";
+  { watcher other = on_context_switch([](const context_switch&) {}); }
+  EXPECT_EQ(ctxvars::detail::watching(), 0u) << "the leftover record went with the next list built";
+}
+
 }  // namespace

@@ -93,49 +93,41 @@ auto bind(context c, F&& f) {
 // standalone Asio never sees a namespace ::asio from here. Where it is
 // installed, `namespace asio = boost::asio;` at global scope clashes with this
 // declaration: write a different alias name (say `net`).
+namespace ctxvars::detail {
+// The one body behind the four associator specialisations below: what h's
+// Associator says, read through the bound object.
+template <template <typename, typename> class Associator, class Bound, class F, class DefaultCandidate>
+struct bound_associator {
+  using type = typename Associator<F, DefaultCandidate>::type;
+  static decltype(auto) get(const Bound& b, const DefaultCandidate& c = DefaultCandidate()) noexcept {
+    return Associator<F, DefaultCandidate>::get(b.function(), c);
+  }
+};
+}  // namespace ctxvars::detail
+
+// The declaration and the two specialisations, the same for both Asios.
+#define CTXVARS_DETAIL_BOUND_ASSOCIATORS                                                                    \
+  template <template <typename, typename> class Associator, typename T, typename DefaultCandidate>         \
+  struct associator;                                                                                        \
+  template <template <typename, typename> class Associator, class F, class DefaultCandidate>               \
+  struct associator<Associator, ::ctxvars::detail::snapshot_bound<F>, DefaultCandidate>                     \
+      : ::ctxvars::detail::bound_associator<Associator, ::ctxvars::detail::snapshot_bound<F>, F,            \
+                                            DefaultCandidate> {};                                           \
+  template <template <typename, typename> class Associator, class F, class DefaultCandidate>               \
+  struct associator<Associator, ::ctxvars::detail::context_bound<F>, DefaultCandidate>                      \
+      : ::ctxvars::detail::bound_associator<Associator, ::ctxvars::detail::context_bound<F>, F,             \
+                                            DefaultCandidate> {};
+
 #if __has_include(<asio/associator.hpp>)
 namespace asio {
-template <template <typename, typename> class Associator, typename T, typename DefaultCandidate>
-struct associator;
-template <template <typename, typename> class Associator, class F, class DefaultCandidate>
-struct associator<Associator, ::ctxvars::detail::snapshot_bound<F>, DefaultCandidate> {
-  using type = typename Associator<F, DefaultCandidate>::type;
-  static decltype(auto) get(const ::ctxvars::detail::snapshot_bound<F>& b,
-                            const DefaultCandidate& c = DefaultCandidate()) noexcept {
-    return Associator<F, DefaultCandidate>::get(b.function(), c);
-  }
-};
-template <template <typename, typename> class Associator, class F, class DefaultCandidate>
-struct associator<Associator, ::ctxvars::detail::context_bound<F>, DefaultCandidate> {
-  using type = typename Associator<F, DefaultCandidate>::type;
-  static decltype(auto) get(const ::ctxvars::detail::context_bound<F>& b,
-                            const DefaultCandidate& c = DefaultCandidate()) noexcept {
-    return Associator<F, DefaultCandidate>::get(b.function(), c);
-  }
-};
+CTXVARS_DETAIL_BOUND_ASSOCIATORS
 }  // namespace asio
 #endif
 
 #if __has_include(<boost/asio/associator.hpp>)
-// The same for Boost.Asio.
 namespace boost::asio {
-template <template <typename, typename> class Associator, typename T, typename DefaultCandidate>
-struct associator;
-template <template <typename, typename> class Associator, class F, class DefaultCandidate>
-struct associator<Associator, ::ctxvars::detail::snapshot_bound<F>, DefaultCandidate> {
-  using type = typename Associator<F, DefaultCandidate>::type;
-  static decltype(auto) get(const ::ctxvars::detail::snapshot_bound<F>& b,
-                            const DefaultCandidate& c = DefaultCandidate()) noexcept {
-    return Associator<F, DefaultCandidate>::get(b.function(), c);
-  }
-};
-template <template <typename, typename> class Associator, class F, class DefaultCandidate>
-struct associator<Associator, ::ctxvars::detail::context_bound<F>, DefaultCandidate> {
-  using type = typename Associator<F, DefaultCandidate>::type;
-  static decltype(auto) get(const ::ctxvars::detail::context_bound<F>& b,
-                            const DefaultCandidate& c = DefaultCandidate()) noexcept {
-    return Associator<F, DefaultCandidate>::get(b.function(), c);
-  }
-};
+CTXVARS_DETAIL_BOUND_ASSOCIATORS
 }  // namespace boost::asio
 #endif
+
+#undef CTXVARS_DETAIL_BOUND_ASSOCIATORS

@@ -214,11 +214,13 @@ class context_var {
     // variable again (and then rewrites the slot itself).
     remember(now);
     t.had_old_ = static_cast<bool>(t.old_box_);
+    // Watchers before the copy below: that copy is user code which may set
+    // this variable again, displacing (and freeing) `added`.
+    if (CTXVARS_UNLIKELY(detail::watching() & detail::watching_values))
+      detail::notify_value(id_, t.old_box_.get(), added);
     if constexpr (std::is_nothrow_copy_constructible_v<T>) {
       if (t.old_box_) t.old_.emplace(detail::box_value<T>(t.old_box_.get()));
     }
-    if (CTXVARS_UNLIKELY(detail::watching() & detail::watching_values))
-      detail::notify_value(id_, t.old_box_.get(), added);
     return t;
   }
 

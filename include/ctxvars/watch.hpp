@@ -33,8 +33,9 @@
 // - They run inside the switch or set, on its thread, with the new context
 //   current: they may read variables, set them, copy and run contexts, and
 //   register or stop watchers. Nothing they do is reported to watchers (no
-//   nested notifications on that thread), so a watcher never sees its own
-//   effects.
+//   nested notifications on that thread; a switch's value changes are
+//   collected before its first callback), so a watcher never sees its own
+//   or another callback's effects.
 // - They must not throw: an exception escaping a callback calls
 //   std::terminate (the switch it interrupts may be a destructor or a
 //   coroutine's resumption, which cannot fail; .NET fails fast alike).
@@ -45,6 +46,10 @@
 //   value notifications are skipped (nothing else changes): the one documented
 //   loss. Context-switch callbacks are still called.
 // - Thread exit: a thread's base context is destroyed without notifications.
+// - The Python module enters a task's C++ context around each operation made
+//   from Python (ContextVar.get/set, a call guarded by python.hpp): C++
+//   watchers see those enters and leaves as switches, not asyncio's task
+//   switches themselves.
 #pragma once
 
 #include <cstdint>
@@ -109,7 +114,8 @@ class context_switch {
   bool from_is_thread_base() const noexcept { return is_base(from_); }
   bool to_is_thread_base() const noexcept { return is_base(to_); }
   // Calls f(const change&) for each variable whose value differs between
-  // from and to (diff.hpp): cost follows what changed.
+  // from and to (diff.hpp), as they are when it is called (after an earlier
+  // callback's sets, say): cost follows what changed.
   template <class F>
   void changes(F&& f) const {
     const detail::context_map a = from_ ? from_->map : detail::context_map();
@@ -159,9 +165,11 @@ class [[nodiscard]] watcher {
 
   // Stops the watcher: no call of it starts afterwards, and when this
   // returns none is running on another thread and the callback has been
-  // destroyed. Called from inside a watcher callback it does not wait (a call
-  // on another thread may still be finishing; the callback is destroyed with
-  // its last reference). Idempotent.
+  // destroyed. Called on a thread that is running a watcher callback, it
+  // does not wait there: the waiting and the destruction happen when that
+  // thread's notification ends (so two callbacks stopping each other cannot
+  // deadlock). Do not call it while holding a lock the callback takes on
+  // another thread: it waits for that call. Idempotent.
   void unwatch() noexcept {
     if (rec_) {
       detail::remove_watcher(rec_);

@@ -170,6 +170,13 @@ struct switch_record {
   std::uint64_t prev_version;
 };
 
+// The watchers' side of switch_to, out of line so that the fast path keeps
+// no values alive across a call (a tail call when watchers exist).
+CTXVARS_NOINLINE inline switch_record notify_switched(switch_record r, context_impl* c) noexcept {
+  notify_switch(r.prev, c);
+  return r;
+}
+
 // Makes `c` current (the caller made sure this thread may be inside it).
 // Watchers (watch.hpp) are told after the switch, on this thread.
 // Cache: a version this thread used in `c` before is reused if `c` did not
@@ -179,7 +186,7 @@ CTXVARS_ALWAYS_INLINE switch_record switch_to(thread_state& st, context_impl* c)
   st.current = c;
   const std::uint64_t v = c->version_for(st);
   st.version = v ? v : fresh_version(st);
-  if (CTXVARS_UNLIKELY(watching())) notify_switch(r.prev, c);
+  if (CTXVARS_UNLIKELY(watching())) return notify_switched(r, c);
   return r;
 }
 // Undoes switch_to. The previous context cannot have changed meanwhile: it is
@@ -190,7 +197,7 @@ CTXVARS_ALWAYS_INLINE void switch_back(thread_state& st, context_impl* c, const 
   c->note_leaving(st);
   st.current = r.prev;
   st.version = r.prev_version;
-  if (CTXVARS_UNLIKELY(watching())) notify_switch(c, r.prev);
+  if (CTXVARS_UNLIKELY(watching())) return notify_switch(c, r.prev);
 }
 
 // Enters `c` (atomically: throws context_in_use_error, then nothing changed)

@@ -33,7 +33,7 @@ using context_map = layered_map<box_ptr, id_hash, context_layer_alloc, 5, 8, 4>;
 
 // Only full layers (those a write to a copy adds) are pooled.
 inline void* context_layer_alloc::allocate(std::size_t n) {
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   if (n == context_map::full_layer_bytes()) {
     if (void* p = st.free_layers) {
       st.free_layers = *static_cast<void**>(p);
@@ -44,7 +44,7 @@ inline void* context_layer_alloc::allocate(std::size_t n) {
   return ::operator new(n);
 }
 inline void context_layer_alloc::deallocate(void* p, std::size_t n) noexcept {
-  thread_state& st = tls;
+  thread_state& st = this_thread_state();
   if (n == context_map::full_layer_bytes() && st.n_free_layers < max_free && !st.torn_down) {
     if (CTXVARS_UNLIKELY(!st.armed)) arm_thread_exit();
     *static_cast<void**>(p) = st.free_layers;
