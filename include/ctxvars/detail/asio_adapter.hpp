@@ -61,8 +61,12 @@ namespace ctxvars::detail::asio_adapter {
 
 // This thread's identity for task_block::owner: the address of a trivially
 // destructible thread_local, valid at any point of the thread's life. An
-// address may be reused by a later thread, but a thread clears `owner` before
-// its step ends, so no block names a thread that is gone.
+// address may be reused by a later thread (HAZARDS.md), which is harmless
+// here: a thread clears `owner` before its step ends, so no block names a
+// thread that is gone, and that clear happens before any later thread with
+// the same TLS block starts (the block is handed over through the thread
+// library's join/stack cache), so it cannot read the old value either.
+// Tested: AsioStress.StepsOnShortLivedThreadsCountEveryExecutorCopyOfEveryTask.
 inline constinit thread_local char owner_tag = 0;
 inline std::uintptr_t this_owner_tag() noexcept { return reinterpret_cast<std::uintptr_t>(&owner_tag); }
 
