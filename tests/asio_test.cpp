@@ -464,6 +464,32 @@ TEST(Asio, AChildSharingItsParentsContextThatFinishesInlineLeavesTheParentInIt) 
   EXPECT_FALSE(c.entered());
 }
 
+// A thread that runs the io_context inside c.run(...) holds c for as long as it
+// runs. A step of a task in c that another thread picks up must not wait for c
+// (that would wait for the loop, which waits for the step): it gives way, and
+// runs once re-posted (on the loop inside c, or whenever c is free).
+TEST(Asio, AStepOfATaskInAContextHeldByAThreadRunningTheLoopInsideItDoesNotWaitForever) {
+  net::io_context io;
+  ctxvars::context c;
+  constexpr int tasks = 10, waits = 20;
+  for (int i = 0; i < tasks; ++i)
+    cx::co_spawn(io, c, []() -> awaitable<void> {
+      for (int k = 0; k < waits; ++k) {
+        (void)rid.set(rid.get() + 1);  // steps in c never overlap: no increment lost
+        net::steady_timer t(co_await net::this_coro::executor, std::chrono::microseconds(200));
+        co_await t.async_wait(use_awaitable);
+      }
+    }(), net::detached);
+  std::thread other([&] { io.run(); });
+  c.run([&] {
+    (void)rid.set(0);
+    io.run();
+  });
+  other.join();
+  EXPECT_EQ(c.get(rid), tasks * waits);
+  EXPECT_FALSE(c.entered());
+}
+
 // ---- the biased reference count of a task's executor -------------------------------
 // While a thread runs a step inside the task's context it counts copies of the
 // task's executor in a plain counter; the tests below make copies and drop them

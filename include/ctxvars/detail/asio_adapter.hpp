@@ -27,12 +27,14 @@
 // time, so a step may find its context busy: Asio posts the next step of a
 // task before the current step has returned, and tasks may share one context
 // explicitly. A step whose thread holds no context (only its own base
-// context) waits for the other thread to leave: that thread is never waiting
-// for anything, so the wait ends. A step whose thread already holds a context
-// (a step dispatched inline from inside another task's step: co_spawn's first
-// step, a dispatch completing inline) NEVER waits: it is posted again to its
-// executor (blocking.never) and runs later. So no thread ever waits while
-// holding a context, and no cycle of waiting threads can form.
+// context) waits a little for the other thread to leave, and gives way (is
+// posted again) if it does not: the holder may itself be waiting for this
+// step (a thread running the event loop inside c.run(...) leaves c only when
+// the loop ends). A step whose thread already holds a context (a step
+// dispatched inline from inside another task's step: co_spawn's first step, a
+// dispatch completing inline) NEVER waits: it is posted again to its executor
+// (blocking.never) and runs later. So no thread ever waits while holding a
+// context, and no wait is unbounded: no cycle of waiting threads can form.
 //
 // A finished task leaves nothing behind. The task's body is wrapped (run_task)
 // so that once it has returned or thrown, the step leaves the task's context
@@ -187,8 +189,9 @@ class step_scope {
   step_scope& operator=(const step_scope&) = delete;
   ~step_scope() { end(); }
 
-  // Makes c current. false: c is busy and this thread holds another context,
-  // so the step must not wait here (the caller re-posts it); nothing changed.
+  // Makes c current. false: c is busy and this thread holds another context
+  // or c stayed busy through a short wait, so the step must not wait here
+  // (the caller re-posts it); nothing changed.
   bool begin(task_block* b) noexcept {
     context_impl* const c = b->ctx;
     thread_state& st = this_thread_state();
@@ -199,11 +202,9 @@ class step_scope {
       mode_ = mode::switched;
     } else if (c->try_enter()) {
       mode_ = mode::entered;
-    } else if (holds_a_context(st)) {
+    } else if (holds_a_context(st) || !wait_to_enter(c)) {
       return false;
     } else {
-      for (unsigned spins = 0; !c->try_enter(); ++spins)
-        if (spins > 64) std::this_thread::yield();
       mode_ = mode::entered;
     }
     c_ = c;
@@ -236,6 +237,17 @@ class step_scope {
 
  private:
   enum class mode { none, switched, entered };
+  // A short wait for c, for a thread that holds no context. Bounded: the
+  // holder may be a thread running the event loop inside c.run(...), which
+  // leaves c only when the loop ends, i.e. after this step; false: give way.
+  static bool wait_to_enter(context_impl* c) noexcept {
+    for (unsigned spins = 0; spins < 64 + 256; ++spins) {
+      if (spins >= 64) std::this_thread::yield();
+      if (c->try_enter()) return true;
+    }
+    return false;
+  }
+
   context_impl* c_ = nullptr;
   task_block* b_ = nullptr;  // the step's task; owned by this thread while entered
   switch_record r_{};
