@@ -471,6 +471,7 @@ TEST(Asio, AChildSharingItsParentsContextThatFinishesInlineLeavesTheParentInIt) 
 TEST(Asio, AStepOfATaskInAContextHeldByAThreadRunningTheLoopInsideItDoesNotWaitForever) {
   net::io_context io;
   ctxvars::context c;
+  c.run([] { (void)rid.set(0); });
   constexpr int tasks = 10, waits = 20;
   for (int i = 0; i < tasks; ++i)
     cx::co_spawn(io, c, []() -> awaitable<void> {
@@ -481,10 +482,7 @@ TEST(Asio, AStepOfATaskInAContextHeldByAThreadRunningTheLoopInsideItDoesNotWaitF
       }
     }(), net::detached);
   std::thread other([&] { io.run(); });
-  c.run([&] {
-    (void)rid.set(0);
-    io.run();
-  });
+  c.run([&] { io.run(); });
   other.join();
   EXPECT_EQ(c.get(rid), tasks * waits);
   EXPECT_FALSE(c.entered());

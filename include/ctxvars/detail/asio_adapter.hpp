@@ -44,6 +44,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -202,7 +203,10 @@ class step_scope {
       mode_ = mode::switched;
     } else if (c->try_enter()) {
       mode_ = mode::entered;
-    } else if (holds_a_context(st) || !wait_to_enter(c)) {
+    } else if (holds_a_context(st)) {
+      return false;
+    } else if (!wait_to_enter(c)) {
+      gave_way_ = true;
       return false;
     } else {
       mode_ = mode::entered;
@@ -232,6 +236,9 @@ class step_scope {
     mode_ = mode::none;
   }
 
+  // begin() returned false after waiting for c in vain (see wait_to_enter).
+  bool gave_way() const noexcept { return gave_way_; }
+
   // The task whose step this is (null once ended or if begin() switched nothing).
   task_block* block() const noexcept { return mode_ == mode::none ? nullptr : b_; }
 
@@ -253,6 +260,7 @@ class step_scope {
   switch_record r_{};
   step_scope* prev_ = nullptr;
   mode mode_ = mode::none;
+  bool gave_way_ = false;
 };
 
 // Called by a task's last step once its body is done: no more task code runs,
@@ -285,8 +293,13 @@ struct in_context {
     }
     step_scope s;
     if (!s.begin(b)) {
+      const bool gave_way = s.gave_way();
       auto inner = Traits::prefer(ex.get_inner_executor(), Traits::blocking_never);
       Traits::execute(inner, std::move(*this));
+      // After a vain wait the holder may be this executor's own loop, run by
+      // a thread inside c.run(...): pause so that it, not this thread, picks
+      // the step up (otherwise this thread takes it straight back).
+      if (gave_way) std::this_thread::sleep_for(std::chrono::microseconds(100));
       return;
     }
     std::move(f)();
