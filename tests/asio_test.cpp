@@ -5,6 +5,9 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -369,6 +372,310 @@ TEST(AsioStress, ThousandsOfTasksOnAFourThreadIoContextKeepTheirValuesAndFreeThe
     EXPECT_EQ(finished.load(), 3000);
   }
   EXPECT_EQ(counted_id::alive.load(), 0) << "every value destroyed exactly once";
+}
+
+// The task's executor is copied and destroyed on many threads at once (Asio's
+// own copies during steps on a four-thread io_context, functions posted to it
+// from the task, copies that outlive the task and die on other threads): the
+// context stays alive exactly as long as some copy does, then is freed once.
+TEST(AsioStress, ExecutorCopiesOnOtherThreadsAndAfterTheTaskEndsFreeItsContextOnce) {
+  {
+    ctxvars::context_var<counted_id> cid("cid");
+    constexpr int tasks = 200;
+    std::mutex m;
+    std::vector<net::any_io_executor> kept;
+    {
+      net::io_context io;
+      std::atomic<int> bad{0}, posted{0};
+      for (int i = 0; i < tasks; ++i)
+        cx::co_spawn(io, [](ctxvars::context_var<counted_id>& v, int id, std::atomic<int>& b,
+                            std::atomic<int>& p, std::mutex& mu,
+                            std::vector<net::any_io_executor>& out) -> awaitable<void> {
+          (void)v.set(counted_id(id));
+          auto ex = co_await net::this_coro::executor;
+          for (int k = 0; k < 6; ++k) {
+            // A copy travels to whichever thread runs the function and dies there,
+            // while this task goes on on another thread.
+            net::post(ex, [ex, &v, &b, &p, id] {
+              auto again = ex;
+              // The task's own value; none if the task finished first.
+              if (auto got = v.try_get(); got && got->v != id) ++b;
+              ++p;
+            });
+            co_await net::post(ex, use_awaitable);
+            if (v.get().v != id) ++b;
+          }
+          std::lock_guard<std::mutex> g(mu);
+          out.push_back(ex);  // outlives the task
+        }(cid, i, bad, posted, m, kept), net::detached);
+      run_threads(io, 4);
+      EXPECT_EQ(bad.load(), 0);
+      EXPECT_EQ(posted.load(), tasks * 6);
+    }
+    ASSERT_EQ(kept.size(), std::size_t{tasks});
+    EXPECT_EQ(counted_id::alive.load(), tasks) << "a surviving executor copy keeps its task's context";
+    // Copy and drop the survivors on four threads at once, then let the last go.
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t)
+      ts.emplace_back([&kept] {
+        for (int r = 0; r < 50; ++r)
+          for (const auto& e : kept) {
+            net::any_io_executor c = e;
+            (void)c;
+          }
+      });
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(counted_id::alive.load(), tasks);
+    kept.clear();
+  }
+  EXPECT_EQ(counted_id::alive.load(), 0) << "every value destroyed exactly once";
+}
+
+}  // namespace
+
+namespace {
+
+// A child spawned in its parent's own context (the explicit-context overload)
+// runs its first step inline, inside the parent's step. When it finishes there,
+// only the child's step may end: the parent's code after co_spawn still runs
+// in the parent's context, and the thread running io.run() keeps its own.
+TEST(Asio, AChildSharingItsParentsContextThatFinishesInlineLeavesTheParentInIt) {
+  net::io_context io;
+  ctxvars::context c;
+  auto fut = cx::co_spawn(io, c, [](ctxvars::context cc) -> awaitable<std::pair<int, int>> {
+    (void)rid.set(1);
+    cx::co_spawn(co_await net::this_coro::executor, cc,
+                 []() -> awaitable<void> {
+                   (void)rid.set(rid.get() + 1);
+                   co_return;
+                 }(),
+                 net::detached);
+    const int after_spawn = rid.get();  // 1, or 2 if the child ran inline: c either way
+    (void)rid.set(10);
+    co_await sleep_for(1ms);
+    co_return std::pair{after_spawn, rid.get()};
+  }(c), net::use_future);
+  io.run();
+  const auto [after_spawn, at_end] = fut.get();
+  EXPECT_TRUE(after_spawn == 1 || after_spawn == 2) << after_spawn;
+  EXPECT_EQ(at_end, 10);
+  EXPECT_EQ(c.get(rid), 10) << "the parent's set after the spawn went to c";
+  EXPECT_EQ(rid.get(), -1) << "not to the context of the thread running io.run()";
+  EXPECT_FALSE(c.entered());
+}
+
+// A thread that runs the io_context inside c.run(...) holds c for as long as it
+// runs. A step of a task in c that another thread picks up must not wait for c
+// (that would wait for the loop, which waits for the step): it gives way, and
+// runs once re-posted (on the loop inside c, or whenever c is free).
+TEST(Asio, AStepOfATaskInAContextHeldByAThreadRunningTheLoopInsideItDoesNotWaitForever) {
+  net::io_context io;
+  ctxvars::context c;
+  c.run([] { (void)rid.set(0); });
+  constexpr int tasks = 10, waits = 20;
+  for (int i = 0; i < tasks; ++i)
+    cx::co_spawn(io, c, []() -> awaitable<void> {
+      for (int k = 0; k < waits; ++k) {
+        (void)rid.set(rid.get() + 1);  // steps in c never overlap: no increment lost
+        net::steady_timer t(co_await net::this_coro::executor, std::chrono::microseconds(200));
+        co_await t.async_wait(use_awaitable);
+      }
+    }(), net::detached);
+  std::thread other([&] { io.run(); });
+  c.run([&] { io.run(); });
+  other.join();
+  EXPECT_EQ(c.get(rid), tasks * waits);
+  EXPECT_FALSE(c.entered());
+}
+
+// ---- the biased reference count of a task's executor -------------------------------
+// While a thread runs a step inside the task's context it counts copies of the
+// task's executor in a plain counter; the tests below make copies and drop them
+// in every place that ownership could get wrong, and check that each task's
+// context lives exactly as long as some copy does (counted_id), once.
+
+// Steps on threads that live for one or two steps each: a new thread often gets
+// the TLS block (and so any address-based identity) of one that just exited.
+// Copies made in one step die in later steps on other threads.
+TEST(AsioStress, StepsOnShortLivedThreadsCountEveryExecutorCopyOfEveryTask) {
+  {
+    ctxvars::context_var<counted_id> cid("cid");
+    constexpr int tasks = 40, steps = 12;
+    net::io_context io;
+    std::atomic<int> bad{0}, done{0};
+    for (int i = 0; i < tasks; ++i)
+      cx::co_spawn(io, [](ctxvars::context_var<counted_id>& v, int id, std::atomic<int>& b,
+                          std::atomic<int>& d) -> awaitable<void> {
+        (void)v.set(counted_id(id));
+        std::vector<net::any_io_executor> keep;
+        for (int k = 0; k < steps; ++k) {
+          auto ex = co_await net::this_coro::executor;
+          keep.push_back(ex);
+          if (keep.size() > 3) keep.erase(keep.begin());  // made 3 steps (threads) ago
+          co_await net::post(ex, use_awaitable);
+          if (v.get().v != id) ++b;
+        }
+        ++d;
+      }(cid, i, bad, done), net::detached);
+    // Two threads at a time, each running a few handlers and exiting.
+    while (!io.stopped()) {
+      std::thread a([&] { for (int k = 0; k < 3; ++k) io.run_one(); });
+      std::thread b([&] { for (int k = 0; k < 2; ++k) io.run_one(); });
+      a.join();
+      b.join();
+    }
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_EQ(done.load(), tasks);
+  }
+  EXPECT_EQ(counted_id::alive.load(), 0) << "every task's context freed exactly once";
+}
+
+// A task's step dispatches a function to another (suspended) task's executor:
+// it runs inline, entering that task's context, and from there dispatches back
+// to the first task's executor (its context is entered further down the
+// stack). Copies of both executors are made and dropped at every level.
+TEST(AsioStress, InlineStepsOfAnotherTaskNestedInAStepCountBothTasksCopies) {
+  {
+    ctxvars::context_var<counted_id> cid("cid");
+    net::io_context io;
+    std::optional<net::any_io_executor> b_ex;
+    std::atomic<int> bad{0}, nested{0};
+    net::steady_timer b_wakes(io, std::chrono::seconds(10));
+    cx::co_spawn(io, [](ctxvars::context_var<counted_id>& v, std::optional<net::any_io_executor>& out,
+                        net::steady_timer& t) -> awaitable<void> {
+      (void)v.set(counted_id(2));
+      out = co_await net::this_coro::executor;
+      net_error_code ec;
+      co_await t.async_wait(net::redirect_error(use_awaitable, ec));
+    }(cid, b_ex, b_wakes), net::detached);
+    cx::co_spawn(io, [](ctxvars::context_var<counted_id>& v, std::optional<net::any_io_executor>& bx,
+                        net::steady_timer& t, std::atomic<int>& b, std::atomic<int>& n) -> awaitable<void> {
+      (void)v.set(counted_id(1));
+      auto ax = co_await net::this_coro::executor;
+      while (!bx) co_await net::post(ax, use_awaitable);
+      for (int round = 0; round < 50; ++round) {
+        std::vector<net::any_io_executor> kept_a(3, ax);
+        net::dispatch(*bx, [ax, bxc = *bx, &v, &b, &n] {  // inline, in B's context
+          if (v.get().v != 2) ++b;
+          std::vector<net::any_io_executor> copies{ax, bxc, ax, bxc};
+          net::dispatch(ax, [copies, &v, &b, &n] {  // inline, back in A's
+            if (v.get().v != 1) ++b;
+            auto more = copies;
+            ++n;
+          });
+          if (v.get().v != 2) ++b;
+        });
+        if (v.get().v != 1) ++b;
+        if (n.load() != round + 1) ++b;  // both dispatches ran inline, before this line
+        co_await net::post(ax, use_awaitable);
+      }
+      bx.reset();
+      t.cancel();
+    }(cid, b_ex, b_wakes, bad, nested), net::detached);
+    io.run();
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_EQ(nested.load(), 50);
+  }
+  EXPECT_EQ(counted_id::alive.load(), 0) << "both contexts freed exactly once";
+}
+
+// The executor's last copies other than the one running the function are
+// dropped inside the step (by the function itself, and by another thread while
+// the step runs): the context lives until the step is over, then is freed once.
+TEST(AsioStress, TheLastCopiesOfAnExecutorDroppedInsideItsStepFreeTheContextAfterIt) {
+  ctxvars::context_var<counted_id> cid("cid");
+  for (int round = 0; round < 200; ++round) {
+    net::io_context io;
+    std::atomic<int> seen{0};
+    {
+      ctxvars::context c;
+      c.run([&] { (void)cid.set(counted_id(round)); });
+      using ex_t = cx::context_executor<net::io_context::executor_type>;
+      auto mine = std::make_shared<std::optional<ex_t>>(ex_t(io.get_executor(), c));
+      auto theirs = std::make_shared<std::optional<ex_t>>(**mine);
+      std::atomic<bool> go{false}, dropped{false};
+      std::thread other([theirs, &go, &dropped] {
+        while (!go.load()) std::this_thread::yield();
+        theirs->reset();  // while the step runs, on another thread
+        dropped = true;
+      });
+      net::post(**mine, [mine, &cid, &seen, &go, &dropped] {
+        go = true;
+        mine->reset();  // inside the step, by the thread that owns the count
+        while (!dropped.load()) std::this_thread::yield();
+        seen = cid.get().v;
+      });
+      theirs.reset();
+      mine.reset();
+      io.run();
+      other.join();
+      EXPECT_EQ(seen.load(), round);
+    }
+    EXPECT_EQ(counted_id::alive.load(), 0) << "round " << round;
+  }
+}
+
+// Functions posted to a task's executor from other threads, before and after
+// the task finished, on a thread_pool and on a strand of it: each runs in the
+// task's context while the task runs and in none afterwards, and the last
+// copy, wherever it dies, frees the context once.
+TEST(AsioStress, FunctionsPostedToATaskOnAThreadPoolBeforeAndAfterItFinishesFreeItOnce) {
+  {
+    ctxvars::context_var<counted_id> cid("cid");
+    constexpr int tasks = 60;
+    net::thread_pool pool(3);
+    std::mutex m;
+    std::vector<std::pair<int, net::any_io_executor>> exs;
+    std::atomic<int> bad{0}, done{0}, ran{0};
+    for (int i = 0; i < tasks; ++i) {
+      auto on = (i % 2) ? net::any_io_executor(net::make_strand(pool.get_executor()))
+                        : net::any_io_executor(pool.get_executor());
+      cx::co_spawn(on, [](ctxvars::context_var<counted_id>& v, int id, std::mutex& mu,
+                          std::vector<std::pair<int, net::any_io_executor>>& out, std::atomic<int>& b,
+                          std::atomic<int>& d) -> awaitable<void> {
+        (void)v.set(counted_id(id));
+        auto ex = co_await net::this_coro::executor;
+        {
+          std::lock_guard<std::mutex> g(mu);
+          out.emplace_back(id, ex);
+        }
+        for (int k = 0; k < 5; ++k) {
+          co_await net::post(ex, use_awaitable);
+          if (v.get().v != id) ++b;
+        }
+        ++d;
+      }(cid, i, m, exs, bad, done), net::detached);
+    }
+    // Meanwhile and afterwards, other threads post to the tasks' executors.
+    std::vector<std::thread> posters;
+    for (int t = 0; t < 2; ++t)
+      posters.emplace_back([&] {
+        for (int r = 0; r < 20; ++r) {
+          std::vector<std::pair<int, net::any_io_executor>> snap;
+          {
+            std::lock_guard<std::mutex> g(m);
+            snap = exs;
+          }
+          for (auto& [id, e] : snap)
+            net::post(e, [id = id, e = e, &cid, &bad, &ran] {
+              // The task's own value while it runs; none once it finished.
+              if (auto got = cid.try_get(); got && got->v != id) ++bad;
+              ++ran;
+            });
+          std::this_thread::yield();
+        }
+      });
+    for (auto& t : posters) t.join();
+    pool.join();
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_EQ(done.load(), tasks);
+    EXPECT_GT(ran.load(), 0);
+    {
+      std::lock_guard<std::mutex> g(m);
+      exs.clear();
+    }
+  }
+  EXPECT_EQ(counted_id::alive.load(), 0) << "every task's context freed exactly once";
 }
 
 }  // namespace

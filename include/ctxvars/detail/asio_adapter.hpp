@@ -27,12 +27,14 @@
 // time, so a step may find its context busy: Asio posts the next step of a
 // task before the current step has returned, and tasks may share one context
 // explicitly. A step whose thread holds no context (only its own base
-// context) waits for the other thread to leave: that thread is never waiting
-// for anything, so the wait ends. A step whose thread already holds a context
-// (a step dispatched inline from inside another task's step: co_spawn's first
-// step, a dispatch completing inline) NEVER waits: it is posted again to its
-// executor (blocking.never) and runs later. So no thread ever waits while
-// holding a context, and no cycle of waiting threads can form.
+// context) waits a little for the other thread to leave, and gives way (is
+// posted again) if it does not: the holder may itself be waiting for this
+// step (a thread running the event loop inside c.run(...) leaves c only when
+// the loop ends). A step whose thread already holds a context (a step
+// dispatched inline from inside another task's step: co_spawn's first step, a
+// dispatch completing inline) NEVER waits: it is posted again to its executor
+// (blocking.never) and runs later. So no thread ever waits while holding a
+// context, and no wait is unbounded: no cycle of waiting threads can form.
 //
 // A finished task leaves nothing behind. The task's body is wrapped (run_task)
 // so that once it has returned or thrown, the step leaves the task's context
@@ -42,6 +44,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -59,19 +62,82 @@ namespace ctxvars::detail::asio_adapter {
 
 // ---- the task block ---------------------------------------------------------------
 
+// This thread's identity for task_block::owner: the address of a trivially
+// destructible thread_local, valid at any point of the thread's life. An
+// address may be reused by a later thread (HAZARDS.md), which is harmless
+// here: a thread clears `owner` before its step ends, so no block names a
+// thread that is gone, and that clear happens before any later thread with
+// the same TLS block starts (the block is handed over through the thread
+// library's join/stack cache), so it cannot read the old value either.
+// Tested: AsioStress.StepsOnShortLivedThreadsCountEveryExecutorCopyOfEveryTask.
+inline constinit thread_local char owner_tag = 0;
+inline std::uintptr_t this_owner_tag() noexcept { return reinterpret_cast<std::uintptr_t>(&owner_tag); }
+
 // Shared by every copy of one task's executor: the task's context and whether
 // the task has finished. Counted (Asio copies executors across threads).
+//
+// Biased counting. Asio copies and destroys the executor many times per
+// resumption, nearly all of it on the thread running the task's step. While a
+// thread runs a step that entered the task's context (step_scope), it owns the
+// block: its copies and releases change `biased`, a plain counter only the
+// owner touches; every other thread uses the atomic `shared`. The owner sets
+// `owned` in `shared` when its step begins and, when the step ends, adds
+// `biased` into `shared` and clears `owned` in one atomic operation. The true
+// count is shared + biased - owned; `shared` cannot reach zero while `owned`
+// is set (it exceeds any possible count), so the block is deleted only by a
+// release that finds no owner, or by the owner's flush. Ownership is taken
+// after the step entered the context and given up before it leaves it; a
+// context is entered by one thread at a time, so a block has at most one
+// owner, and the next owner sees `biased` == 0 (the flush happens before the
+// leave, which the next enter acquires).
 struct task_block {
   explicit task_block(context_impl* c) noexcept : ctx(c) { c->retain(); }
   ~task_block() { ctx->release(); }
   task_block(const task_block&) = delete;
   task_block& operator=(const task_block&) = delete;
 
-  std::atomic<std::uint32_t> refs{1};
+  static constexpr std::int64_t owned = std::int64_t{1} << 48;
+
+  std::atomic<std::int64_t> shared{1};
+  std::atomic<std::uintptr_t> owner{0};  // this_owner_tag() of the owner, 0 if none
+  std::int64_t biased = 0;               // the owner's part; owner only
   // Set by the task's last step, before its completion handler runs; from
   // then on the executor runs functions without entering the context.
   std::atomic<bool> finished{false};
   context_impl* const ctx;  // owns one reference
+
+  bool owned_by_this_thread() const noexcept {
+    return owner.load(std::memory_order_relaxed) == this_owner_tag();
+  }
+  void retain() noexcept {
+    if (owned_by_this_thread())
+      ++biased;
+    else
+      shared.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Deletes the block if that was the last reference.
+  static void release(task_block* b) noexcept {
+    if (b->owned_by_this_thread()) {
+      --b->biased;  // the owner's flush decides
+      return;
+    }
+    // The only reference and no owner: nobody else can make a new one.
+    if (b->shared.load(std::memory_order_acquire) == 1 ||
+        b->shared.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      delete b;
+  }
+  // The calling thread entered ctx for a step: count its copies privately.
+  void own() noexcept {
+    shared.fetch_add(owned, std::memory_order_relaxed);
+    owner.store(this_owner_tag(), std::memory_order_relaxed);
+  }
+  // Before leaving ctx. Deletes the block if no reference is left.
+  static void disown(task_block* b) noexcept {
+    const std::int64_t d = b->biased - owned;
+    b->biased = 0;
+    b->owner.store(0, std::memory_order_relaxed);
+    if (b->shared.fetch_add(d, std::memory_order_acq_rel) + d == 0) delete b;
+  }
 };
 
 class task_ref {
@@ -79,7 +145,7 @@ class task_ref {
   task_ref() noexcept = default;
   explicit task_ref(task_block* b) noexcept : b_(b) {}  // adopts
   task_ref(const task_ref& o) noexcept : b_(o.b_) {
-    if (b_) b_->refs.fetch_add(1, std::memory_order_relaxed);
+    if (b_) b_->retain();
   }
   task_ref(task_ref&& o) noexcept : b_(std::exchange(o.b_, nullptr)) {}
   task_ref& operator=(task_ref o) noexcept {
@@ -95,12 +161,7 @@ class task_ref {
   task_block* operator->() const noexcept { return b_; }
 
  private:
-  [[gnu::noinline]] static void release(task_block* b) noexcept {
-    // The only reference: nobody else can make a new one, skip the locked RMW.
-    if (b->refs.load(std::memory_order_acquire) == 1 ||
-        b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
-      delete b;
-  }
+  [[gnu::noinline]] static void release(task_block* b) noexcept { task_block::release(b); }
   task_block* b_ = nullptr;
 };
 
@@ -129,9 +190,11 @@ class step_scope {
   step_scope& operator=(const step_scope&) = delete;
   ~step_scope() { end(); }
 
-  // Makes c current. false: c is busy and this thread holds another context,
-  // so the step must not wait here (the caller re-posts it); nothing changed.
-  bool begin(context_impl* c) noexcept {
+  // Makes c current. false: c is busy and this thread holds another context
+  // or c stayed busy through a short wait, so the step must not wait here
+  // (the caller re-posts it); nothing changed.
+  bool begin(task_block* b) noexcept {
+    context_impl* const c = b->ctx;
     thread_state& st = this_thread_state();
     if (st.current == c) return true;  // already current: a dispatch completing inline
     if (c->entered_by_this_thread()) {
@@ -142,12 +205,15 @@ class step_scope {
       mode_ = mode::entered;
     } else if (holds_a_context(st)) {
       return false;
+    } else if (!wait_to_enter(c)) {
+      gave_way_ = true;
+      return false;
     } else {
-      for (unsigned spins = 0; !c->try_enter(); ++spins)
-        if (spins > 64) std::this_thread::yield();
       mode_ = mode::entered;
     }
     c_ = c;
+    b_ = b;
+    if (mode_ == mode::entered) b->own();
     r_ = switch_to(st, c);
     prev_ = innermost_step;
     innermost_step = this;
@@ -158,29 +224,54 @@ class step_scope {
   void end() noexcept {
     if (mode_ == mode::none) return;
     innermost_step = prev_;
-    if (mode_ == mode::entered)
-      leave_context(c_, r_);
-    else
+    if (mode_ == mode::entered) {
       switch_back(this_thread_state(), c_, r_);
+      // Never the last reference (the in_context running this step holds
+      // one); if it were, c would still live: entering it counted a reference.
+      task_block::disown(b_);
+      c_->leave();
+    } else {
+      switch_back(this_thread_state(), c_, r_);
+    }
     mode_ = mode::none;
   }
 
-  context_impl* context() const noexcept { return c_; }
+  // begin() returned false after waiting for c in vain (see wait_to_enter).
+  bool gave_way() const noexcept { return gave_way_; }
+
+  // The task whose step this is (null once ended or if begin() switched nothing).
+  task_block* block() const noexcept { return mode_ == mode::none ? nullptr : b_; }
 
  private:
   enum class mode { none, switched, entered };
+  // A short wait for c, for a thread that holds no context. Bounded: the
+  // holder may be a thread running the event loop inside c.run(...), which
+  // leaves c only when the loop ends, i.e. after this step; false: give way.
+  static bool wait_to_enter(context_impl* c) noexcept {
+    for (unsigned spins = 0; spins < 64 + 256; ++spins) {
+      if (spins >= 64) std::this_thread::yield();
+      if (c->try_enter()) return true;
+    }
+    return false;
+  }
+
   context_impl* c_ = nullptr;
+  task_block* b_ = nullptr;  // the step's task; owned by this thread while entered
   switch_record r_{};
   step_scope* prev_ = nullptr;
   mode mode_ = mode::none;
+  bool gave_way_ = false;
 };
 
 // Called by a task's last step once its body is done: no more task code runs,
-// so leave the context now, before Asio runs the completion handler.
+// so leave the context now, before Asio runs the completion handler. Only a
+// step of this task ends here: a task whose context was already current (a
+// child spawned in its parent's own context, finishing inline inside the
+// parent's step) leaves that step to the parent, whose code goes on in it.
 inline void finish_task(task_block* b) noexcept {
   b->finished.store(true, std::memory_order_release);
   step_scope* s = innermost_step;
-  if (s && s->context() == b->ctx && this_thread_state().current == b->ctx) s->end();
+  if (s && s->block() == b && this_thread_state().current == b->ctx) s->end();
 }
 
 // ---- context_executor ---------------------------------------------------------------
@@ -201,9 +292,14 @@ struct in_context {
       return;
     }
     step_scope s;
-    if (!s.begin(b->ctx)) {
+    if (!s.begin(b)) {
+      const bool gave_way = s.gave_way();
       auto inner = Traits::prefer(ex.get_inner_executor(), Traits::blocking_never);
       Traits::execute(inner, std::move(*this));
+      // After a vain wait the holder may be this executor's own loop, run by
+      // a thread inside c.run(...): pause so that it, not this thread, picks
+      // the step up (otherwise this thread takes it straight back).
+      if (gave_way) std::this_thread::sleep_for(std::chrono::microseconds(100));
       return;
     }
     std::move(f)();
