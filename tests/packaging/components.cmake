@@ -45,6 +45,25 @@ function(probe name prefix expected args)
   endif()
 endfunction()
 
+# The probes every component gets, adapter or integration: installed without its
+# files (cmake --install --component core) or built without it at all, asked for
+# as a required and as an optional component. Sets `intro` (the regex of the
+# component's description in messages) in the caller, and passes `failures` on.
+function(probe_not_installed c what debian)
+  set(intro "component \"${c}\" \\(ctxvars::${c}, for ${what}, Debian package ${debian}\\)")
+  if(c IN_LIST AVAILABLE)
+    set(why "--component ${c}\\)")
+  else()
+    set(why "this ctxvars was built without ${what}")
+  endif()
+  probe(${c}-not-installed ${CORE_PREFIX} fail "REQUIRED COMPONENTS ${c}"
+        MATCH "${intro} is not installed" "${why}" "ctxvars_FOUND to FALSE")
+  probe(${c}-optional-not-installed ${CORE_PREFIX} ok "REQUIRED OPTIONAL_COMPONENTS ${c}"
+        MATCH "probe: has ctxvars::ctxvars" "probe: no ctxvars::${c}" "optional ${intro} is not installed")
+  set(intro "${intro}" PARENT_SCOPE)
+  set(failures "${failures}" PARENT_SCOPE)
+endfunction()
+
 foreach(c asio boost_asio)
   if(c STREQUAL "asio")
     set(debian "libasio-dev")
@@ -55,19 +74,7 @@ foreach(c asio boost_asio)
     set(what "Boost\\.Asio")
     set(header "boost/asio.hpp")
   endif()
-  set(intro "component \"${c}\" \\(ctxvars::${c}, for ${what}, Debian package ${debian}\\)")
-
-  # Installed without the adapter's files (cmake --install --component core), or built
-  # without the adapter at all.
-  if(c IN_LIST AVAILABLE)
-    set(why "--component ${c}\\)")
-  else()
-    set(why "this ctxvars was built without ${what}")
-  endif()
-  probe(${c}-not-installed ${CORE_PREFIX} fail "REQUIRED COMPONENTS ${c}"
-        MATCH "${intro} is not installed" "${why}" "ctxvars_FOUND to FALSE")
-  probe(${c}-optional-not-installed ${CORE_PREFIX} ok "REQUIRED OPTIONAL_COMPONENTS ${c}"
-        MATCH "probe: has ctxvars::ctxvars" "probe: no ctxvars::${c}" "optional ${intro} is not installed")
+  probe_not_installed(${c} "${what}" "${debian}")
   if(NOT c IN_LIST AVAILABLE)
     message(STATUS "skip ${c}: this build has no ctxvars::${c}")
     continue()
@@ -117,16 +124,7 @@ foreach(row IN LISTS integrations)
   if(n GREATER 4)
     list(GET row 4 version)
   endif()
-  set(intro "component \"${c}\" \\(ctxvars::${c}, for ${what}, Debian package ${debian}\\)")
-  if(c IN_LIST AVAILABLE)
-    set(why "--component ${c}\\)")
-  else()
-    set(why "this ctxvars was built without ${what}")
-  endif()
-  probe(${c}-not-installed ${CORE_PREFIX} fail "REQUIRED COMPONENTS ${c}"
-        MATCH "${intro} is not installed" "${why}" "ctxvars_FOUND to FALSE")
-  probe(${c}-optional-not-installed ${CORE_PREFIX} ok "REQUIRED OPTIONAL_COMPONENTS ${c}"
-        MATCH "probe: has ctxvars::ctxvars" "probe: no ctxvars::${c}" "optional ${intro} is not installed")
+  probe_not_installed(${c} "${what}" "${debian}")
   if(NOT c IN_LIST AVAILABLE)
     message(STATUS "skip ${c}: this build has no ctxvars::${c}")
     continue()
