@@ -481,8 +481,14 @@ TEST(Asio, AStepOfATaskInAContextHeldByAThreadRunningTheLoopInsideItDoesNotWaitF
         co_await t.async_wait(use_awaitable);
       }
     }(), net::detached);
-  std::thread other([&] { io.run(); });
-  c.run([&] { io.run(); });
+  // The second thread starts once this one holds c: were it started first, a
+  // step in c on it could hold c when c.run is called, and entering a context
+  // another thread has entered is an error (RuntimeError in Python).
+  std::thread other;
+  c.run([&] {
+    other = std::thread([&] { io.run(); });
+    io.run();
+  });
   other.join();
   EXPECT_EQ(c.get(rid), tasks * waits);
   EXPECT_FALSE(c.entered());
