@@ -56,13 +56,16 @@ class pyref {
 
  private:
   explicit pyref(PyObject* o) noexcept : p_(o) {}
+  // The common case (this thread holds the GIL) inline; the rest out of line.
   static void drop(PyObject* o) noexcept {
     if (!o) return;
-    // The common case first.
-    if (this_thread_holds_gil()) {
+    if (CTXVARS_LIKELY(this_thread_holds_gil())) {
       Py_DECREF(o);
       return;
     }
+    drop_without_gil(o);
+  }
+  [[gnu::noinline]] static void drop_without_gil(PyObject* o) noexcept {
     // After finalisation (a thread-exit or static destructor) there is no
     // interpreter to give the reference back to.
     if (!Py_IsInitialized()) return;
@@ -256,7 +259,7 @@ bool exclusive(PyObject* stdlib_ctx, PyObject* binding) noexcept {
         auto* n = reinterpret_cast<hamt_bitmap_layout*>(node);
         const uint32_t bit = 1u << ((hash >> shift) & 0x1f);
         if (!(n->b_bitmap & bit)) return false;
-        const auto idx = static_cast<std::size_t>(__builtin_popcount(n->b_bitmap & (bit - 1)));
+        const auto idx = static_cast<std::size_t>(ctxvars::detail::hamt::popcount32(n->b_bitmap & (bit - 1)));
         PyObject* key = n->b_array[2 * idx];
         PyObject* val = n->b_array[2 * idx + 1];
         if (!key) {
@@ -330,11 +333,20 @@ PyTypeObject* make_binding_type() {
   return reinterpret_cast<PyTypeObject*>(t);
 }
 
-Binding& bind_here(ctxvars::context c, bool owns_ctx) {
+// The context make_ctx() returns is built in place (see new_context).
+template <class MakeCtx>
+Binding& bind_here(MakeCtx&& make_ctx, bool owns_ctx) {
   PyObject* here = current_stdlib_context();
   auto* raw = PyObject_GC_New(BindingObject, binding_type);
   if (!raw) throw py::error_already_set();
-  new (&raw->b) Binding{std::move(c), {}, owns_ctx};
+  try {
+    new (&raw->b) Binding{make_ctx(), {}, owns_ctx};
+  } catch (...) {
+    PyTypeObject* tp = Py_TYPE(raw);
+    PyObject_GC_Del(raw);
+    Py_DECREF(tp);  // PyObject_GC_New took a reference to the (heap) type
+    throw;
+  }
   PyObject_GC_Track(raw);
   pyref obj = pyref::steal(reinterpret_cast<PyObject*>(raw));
   Binding& b = raw->b;
@@ -379,20 +391,19 @@ ctxvars::context& writable() {
   Binding* b = bobj ? binding_of(bobj) : nullptr;
   if (run_top && run_top->stdlib == here && !(b && owned_here(*b, here))) {
     // The first write inside Context.run: the Context's own context.
-    return bind_here(*run_top->ctx, false).ctx;
+    return bind_here([] { return *run_top->ctx; }, false).ctx;
   }
   if (b && owned_here(*b, here)) {
     if (exclusive(here, bobj)) return b->ctx;
-    ctxvars::context mine = b->ctx;
     const bool owns = b->owns_ctx;
-    ctxvars::context snap = mine.copy();
-    Binding& fresh = bind_here(mine, owns);
+    ctxvars::context snap = b->ctx.copy();
+    Binding& fresh = bind_here([&] { return b->ctx; }, owns);
     b->ctx = std::move(snap);
     b->owns_ctx = true;
     b->owner = pyref();
     return fresh.ctx;
   }
-  return bind_here(b ? b->ctx.copy() : ctxvars::context(), true).ctx;
+  return bind_here([&] { return b ? b->ctx.copy() : ctxvars::context(); }, true).ctx;
 }
 
 // Makes `c` the calling thread's current ctxvars context for a scope. The thread
@@ -695,13 +706,25 @@ struct ContextObject {
 PyTypeObject* context_type = nullptr;
 Context& context_of(PyObject* o) noexcept { return reinterpret_cast<ContextObject*>(o)->c; }
 
-// A new Context object (new reference); takes the stdlib context's new reference.
-PyObject* new_context(ctxvars::context c, PyObject* stdlib_ctx_new_ref) {
-  if (!stdlib_ctx_new_ref) throw py::error_already_set();
-  pyref s = pyref::steal(stdlib_ctx_new_ref);
+// A new Context object (new reference) holding the context make_ctx() returns and
+// the stdlib context make_stdlib() returns (a new reference). The context is built
+// in place: moving a ctxvars::context copies the handle (a handle always names a
+// context), which would cost a locked increment and a locked decrement.
+template <class MakeCtx, class MakeStdlib>
+PyObject* new_context(MakeCtx&& make_ctx, MakeStdlib&& make_stdlib) {
+  PyObject* raw = make_stdlib();
+  if (!raw) throw py::error_already_set();
+  pyref s = pyref::steal(raw);
   auto* o = PyObject_GC_New(ContextObject, context_type);
   if (!o) throw py::error_already_set();
-  new (&o->c) Context{std::move(c), std::move(s)};
+  try {
+    new (&o->c) Context{make_ctx(), std::move(s)};
+  } catch (...) {
+    PyTypeObject* tp = Py_TYPE(o);
+    PyObject_GC_Del(o);
+    Py_DECREF(tp);  // PyObject_GC_New took a reference to the (heap) type
+    throw;
+  }
   o->weakrefs = nullptr;
   PyObject_GC_Track(o);
   return reinterpret_cast<PyObject*>(o);
@@ -852,7 +875,7 @@ PyTypeObject* make_context_type() {
              PyErr_SetString(PyExc_TypeError, "this Context was cleared by the garbage collector");
              return nullptr;
            }
-           return new_context(c.ctx.copy(), PyContext_Copy(c.stdlib.get()));
+           return new_context([&] { return c.ctx.copy(); }, [&] { return PyContext_Copy(c.stdlib.get()); });
          });
        },
        METH_NOARGS, nullptr},
@@ -882,7 +905,7 @@ PyTypeObject* make_context_type() {
            PyErr_SetString(PyExc_TypeError, "Context() does not accept any arguments");
            return nullptr;
          }
-         return guarded([] { return new_context(ctxvars::context(), PyContext_New()); });
+         return guarded([] { return new_context([] { return ctxvars::context(); }, [] { return PyContext_New(); }); });
        })},
       {Py_tp_dealloc, reinterpret_cast<void*>(+[](PyObject* self) {
          PyTypeObject* tp = Py_TYPE(self);
@@ -1036,7 +1059,7 @@ PYBIND11_MODULE(ctxvars, m) {
   m.add_object("Context", reinterpret_cast<PyObject*>(context_type));
   static PyMethodDef copy_context_def = {
       "copy_context", +[](PyObject*, PyObject*) -> PyObject* {
-        return guarded([] { return new_context(copy_current(), PyContext_CopyCurrent()); });
+        return guarded([] { return new_context([] { return copy_current(); }, [] { return PyContext_CopyCurrent(); }); });
       },
       METH_NOARGS, nullptr};
   m.add_object("copy_context", py::reinterpret_steal<py::object>(PyCFunction_NewEx(&copy_context_def, nullptr, m.ptr())));
