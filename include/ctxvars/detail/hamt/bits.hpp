@@ -4,6 +4,8 @@
 #include <bit>
 #include <cstdint>
 
+#include "../../config.hpp"
+
 namespace ctxvars::detail::hamt {
 
 using hash_t = std::uint64_t;
@@ -29,7 +31,7 @@ struct bits {
 
 // Population count. Without a POPCNT target std::popcount becomes a libgcc
 // call; a 32-bit SWAR count inlines to a dozen instructions.
-constexpr unsigned popcount32(bitmap_t x) noexcept {
+CTXVARS_ALWAYS_INLINE constexpr unsigned popcount32(bitmap_t x) noexcept {
 #if defined(__POPCNT__)
   return static_cast<unsigned>(std::popcount(x));
 #else
