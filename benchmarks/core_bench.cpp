@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -114,6 +115,43 @@ void BM_Context_Run(benchmark::State& state) {
   report_allocs(state, a, b);
 }
 BENCHMARK(BM_Context_Run)->Arg(8)->Arg(100000);
+
+// A bound handler moved twice (and the moved-from objects destroyed) per
+// iteration, as Asio, std::function and thread pools move a handler before
+// calling it. BM_Bind_MoveHandler: ctxvars::bind's object (a move hands the
+// context over); BM_Bind_MoveHandler_CopyingHandle: the same layout holding a
+// plain `context` member, whose move is a copy (what bind did before: a locked
+// increment and decrement per move); BM_Bind_MoveHandler_Unbound: the bare
+// function object.
+template <class H>
+void move_twice(benchmark::State& state, H h) {
+  std::optional<H> a(std::move(h)), b;
+  for (auto _ : state) {
+    b.emplace(std::move(*a));
+    a.reset();
+    a.emplace(std::move(*b));
+    b.reset();
+    benchmark::DoNotOptimize(a);
+  }
+}
+struct handler_fn {
+  int n;
+  int operator()() const { return n; }
+};
+struct copying_handle_bound {
+  ctxvars::context snap;
+  handler_fn f;
+};
+void BM_Bind_MoveHandler(benchmark::State& state) {
+  with_vars(8, [&] { move_twice(state, ctxvars::bind(handler_fn{1})); });
+}
+void BM_Bind_MoveHandler_CopyingHandle(benchmark::State& state) {
+  with_vars(8, [&] { move_twice(state, copying_handle_bound{ctxvars::copy_context(), handler_fn{1}}); });
+}
+void BM_Bind_MoveHandler_Unbound(benchmark::State& state) { move_twice(state, handler_fn{1}); }
+BENCHMARK(BM_Bind_MoveHandler);
+BENCHMARK(BM_Bind_MoveHandler_CopyingHandle);
+BENCHMARK(BM_Bind_MoveHandler_Unbound);
 
 // A get after the cache was invalidated by entering another context.
 void BM_ContextVar_GetAfterRun(benchmark::State& state) {

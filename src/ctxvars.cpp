@@ -176,6 +176,10 @@ void throw_context_in_use(bool by_this_thread) {
                              (by_this_thread ? "this thread (a context cannot be entered twice)"
                                              : "another thread (a context is entered by one thread at a time)"));
 }
+void throw_moved_from_bound() {
+  throw std::logic_error(
+      "ctxvars: call of a moved-from function object made by ctxvars::bind (call the object it was moved to)");
+}
 void throw_lookup(std::string_view var_name) {
   throw lookup_error("ctxvars: context_var " + quoted(var_name) +
                      " has no value in the current context and no default");

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <future>
+#include <optional>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "ctxvars/ctxvars.hpp"
@@ -75,6 +79,106 @@ TEST(Bind, ABoundCallableIsCopyableAndConstCallable) {
     auto g = f;
     EXPECT_EQ(f(), 5);
     EXPECT_EQ(g(), 5);
+  });
+}
+
+
+// Moving a bound function object hands its context over (no reference count
+// traffic); the moved-from object stays safe to destroy, copy and assign, and
+// calling it is a clear error. The context itself lives exactly as long as
+// some bound object (or handle) refers to it: its value is destroyed once.
+struct tracked {
+  static inline int alive = 0;
+  int v;
+  explicit tracked(int x) : v(x) { ++alive; }
+  tracked(const tracked& o) : v(o.v) { ++alive; }
+  ~tracked() { --alive; }
+};
+
+struct read_tracked {
+  context_var<tracked>* v;
+  int operator()() const { return v->get().v; }
+};
+struct increment {
+  context_var<int>* v;
+  int operator()() const {
+    (void)v->set(v->get() + 1);
+    return v->get();
+  }
+};
+
+TEST(Bind, AMovedFromSnapshotBoundThrowsLogicErrorAndEverythingElseStaysSafe) {
+  context_var<tracked> v("v");
+  {
+    std::optional<std::function<int()>> keep;
+    context().run([&] {
+      (void)v.set(tracked(7));
+      auto a = ctxvars::bind(read_tracked{&v});  // a function object that can be assigned
+      auto b = std::move(a);  // a is moved-from
+      EXPECT_EQ(b(), 7);
+      EXPECT_THROW(a(), std::logic_error);
+      EXPECT_THROW(std::as_const(a)(), std::logic_error);
+      auto c = a;  // copy of a moved-from object: also moved-from
+      EXPECT_THROW(c(), std::logic_error);
+      a = b;  // assigning makes it usable again
+      EXPECT_EQ(a(), 7);
+      c = std::move(b);  // move-assignment hands the snapshot over too
+      EXPECT_EQ(c(), 7);
+      EXPECT_THROW(b(), std::logic_error);
+      auto& b_alias = b;  // (an alias: compilers warn on a literal self-move)
+      b = std::move(b_alias);  // self-move-assignment of a moved-from one: still empty, no crash
+      EXPECT_THROW(b(), std::logic_error);
+      auto& a_alias = a;
+      a = std::move(a_alias);  // self-move-assignment keeps the snapshot
+      EXPECT_EQ(a(), 7);
+      keep.emplace(std::move(c));  // into std::function: moved again
+      EXPECT_THROW(c(), std::logic_error);
+    });
+    EXPECT_EQ(tracked::alive, 1) << "the snapshot, held by the std::function";
+    EXPECT_EQ((*keep)(), 7);
+  }
+  EXPECT_EQ(tracked::alive, 0) << "destroyed exactly once, with the last holder";
+}
+
+TEST(Bind, AMovedFromContextBoundThrowsLogicErrorAndTheContextKeepsItsSets) {
+  context_var<int> v("v", 0);
+  context c;
+  auto a = ctxvars::bind(c, increment{&v});
+  auto b = std::move(a);
+  EXPECT_THROW(a(), std::logic_error);
+  EXPECT_EQ(b(), 1);
+  EXPECT_EQ(b(), 2);
+  EXPECT_EQ(c.get(v), 2) << "b runs in c itself";
+  auto d = a;  // moved-from copy
+  EXPECT_THROW(d(), std::logic_error);
+  d = b;
+  EXPECT_EQ(d(), 3);
+  EXPECT_FALSE(c.entered());
+  EXPECT_EQ(v.get(), 0);
+}
+
+// A function object whose move throws: the source keeps its snapshot (the
+// function is moved first).
+struct throwing_move {
+  static inline bool armed = false;
+  int n = 1;
+  throwing_move() = default;
+  throwing_move(const throwing_move&) = default;
+  throwing_move(throwing_move&& o) : n(o.n) {
+    if (armed) throw std::runtime_error("move");
+  }
+  int operator()() const { return n; }
+};
+
+TEST(Bind, AThrowingMoveOfTheFunctionLeavesTheSourceUsable) {
+  context_var<int> v("v", 0);
+  context().run([&] {
+    (void)v.set(3);
+    auto a = ctxvars::bind(throwing_move{});
+    throwing_move::armed = true;
+    EXPECT_THROW({ auto b = std::move(a); (void)b; }, std::runtime_error);
+    throwing_move::armed = false;
+    EXPECT_EQ(a(), 1) << "a still has its snapshot and function";
   });
 }
 

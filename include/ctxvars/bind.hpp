@@ -11,51 +11,105 @@
 namespace ctxvars {
 namespace detail {
 
+[[noreturn]] void throw_moved_from_bound();
+
+// Moving a bound function object hands its context over without touching the
+// context's reference count (Asio, std::function and thread pools move a
+// handler several times before calling it; moving a `context` handle would cost
+// a locked increment and decrement each time). A moved-from one may be
+// destroyed, assigned or copied; calling it throws std::logic_error.
+
 // Runs f in a fresh copy of a snapshot on every call (Python: the context an
 // asyncio callback or a new thread started with copy_context().run gets).
 template <class F>
 class snapshot_bound {
  public:
-  snapshot_bound(context snap, F f) : snap_(std::move(snap)), f_(std::move(f)) {}
+  snapshot_bound(context snap, F f) : f_(std::move(f)), snap_(context_access::take(snap)) {}
+  snapshot_bound(const snapshot_bound& o)
+    requires std::is_copy_constructible_v<F>
+      : f_(o.f_), snap_(context_access::copy_of(o.snap_)) {}
+  snapshot_bound(snapshot_bound&& o) noexcept(std::is_nothrow_move_constructible_v<F>)
+      : f_(std::move(o.f_)), snap_(context_access::take(o.snap_)) {}
+  snapshot_bound& operator=(const snapshot_bound& o)
+    requires std::is_copy_assignable_v<F>
+  {
+    f_ = o.f_;
+    context_access::assign(snap_, context_access::copy_of(o.snap_));
+    return *this;
+  }
+  snapshot_bound& operator=(snapshot_bound&& o) noexcept(std::is_nothrow_move_assignable_v<F>)
+    requires std::is_move_assignable_v<F>
+  {
+    f_ = std::move(o.f_);
+    context_access::assign(snap_, context_access::take(o.snap_));
+    return *this;
+  }
+
   template <class... A>
     requires std::invocable<F&, A...>
   decltype(auto) operator()(A&&... a) {
-    return snap_.copy().run(f_, std::forward<A>(a)...);
+    return live().copy().run(f_, std::forward<A>(a)...);
   }
   template <class... A>
     requires std::invocable<const F&, A...>
   decltype(auto) operator()(A&&... a) const {
-    return snap_.copy().run(f_, std::forward<A>(a)...);
+    return live().copy().run(f_, std::forward<A>(a)...);
   }
-  const context& snapshot() const noexcept { return snap_; }
   const F& function() const noexcept { return f_; }
 
  private:
+  const context& live() const {
+    if (CTXVARS_UNLIKELY(context_access::empty(snap_))) throw_moved_from_bound();
+    return snap_;
+  }
+  F f_;  // first: if moving it throws, the source keeps its snapshot
   context snap_;
-  F f_;
 };
 
 // Runs f inside one given context on every call.
 template <class F>
 class context_bound {
  public:
-  context_bound(context c, F f) : ctx_(std::move(c)), f_(std::move(f)) {}
+  context_bound(context c, F f) : f_(std::move(f)), ctx_(context_access::take(c)) {}
+  context_bound(const context_bound& o)
+    requires std::is_copy_constructible_v<F>
+      : f_(o.f_), ctx_(context_access::copy_of(o.ctx_)) {}
+  context_bound(context_bound&& o) noexcept(std::is_nothrow_move_constructible_v<F>)
+      : f_(std::move(o.f_)), ctx_(context_access::take(o.ctx_)) {}
+  context_bound& operator=(const context_bound& o)
+    requires std::is_copy_assignable_v<F>
+  {
+    f_ = o.f_;
+    context_access::assign(ctx_, context_access::copy_of(o.ctx_));
+    return *this;
+  }
+  context_bound& operator=(context_bound&& o) noexcept(std::is_nothrow_move_assignable_v<F>)
+    requires std::is_move_assignable_v<F>
+  {
+    f_ = std::move(o.f_);
+    context_access::assign(ctx_, context_access::take(o.ctx_));
+    return *this;
+  }
+
   template <class... A>
     requires std::invocable<F&, A...>
   decltype(auto) operator()(A&&... a) {
-    return ctx_.run(f_, std::forward<A>(a)...);
+    return live().run(f_, std::forward<A>(a)...);
   }
   template <class... A>
     requires std::invocable<const F&, A...>
   decltype(auto) operator()(A&&... a) const {
-    return ctx_.run(f_, std::forward<A>(a)...);
+    return live().run(f_, std::forward<A>(a)...);
   }
-  const context& bound_context() const noexcept { return ctx_; }
   const F& function() const noexcept { return f_; }
 
  private:
+  context& live() const {
+    if (CTXVARS_UNLIKELY(context_access::empty(ctx_))) throw_moved_from_bound();
+    return ctx_;
+  }
+  F f_;  // first: if moving it throws, the source keeps its context
   mutable context ctx_;  // run() changes which thread is inside, not the handle
-  F f_;
 };
 
 }  // namespace detail
@@ -73,7 +127,7 @@ auto bind(F&& f) {
 // calls at once on different threads: the second throws context_in_use_error.
 template <class F>
 auto bind(context c, F&& f) {
-  return detail::context_bound<std::decay_t<F>>(std::move(c), std::forward<F>(f));
+  return detail::context_bound<std::decay_t<F>>(detail::context_access::take(c), std::forward<F>(f));
 }
 
 }  // namespace ctxvars

@@ -36,7 +36,10 @@ class context {
   // A new, empty context. Allocates (std::bad_alloc).
   context() : impl_(new detail::context_impl(true)) {}
   context(const context& o) noexcept : impl_(o.impl_) { impl_->retain(); }
-  // Moving is copying: a handle always refers to a context.
+  // Moving is copying: a handle always refers to a context. (The library moves
+  // handles it owns with context_access::take, which costs no locked
+  // instruction; the handle it empties is never seen by users, and only
+  // context_access copies or assigns it.)
   context(context&& o) noexcept : context(static_cast<const context&>(o)) {}
   // Rebinds the handle. The old context may die here, running its values'
   // destructors (user code that may read or assign this very handle): the
@@ -49,7 +52,9 @@ class context {
     return *this;
   }
   context& operator=(context&& o) noexcept { return *this = static_cast<const context&>(o); }
-  ~context() { impl_->release(); }
+  ~context() {
+    if (impl_) impl_->release();
+  }
 
   // A new context holding the same variables. O(1); allocates the new handle.
   context copy() const { return context(new detail::context_impl(true, impl_->snapshot())); }
@@ -165,6 +170,21 @@ struct context_access {
   static context::entry entry(box_ptr b) noexcept { return context::entry(std::move(b)); }
   // A handle that adopts the one reference `c` was created with.
   static context adopt(context_impl* c) noexcept { return context(c); }
+  // Moves the reference `c` holds into the result, leaving `c` empty (null):
+  // no locked instruction, where moving a handle would retain and release.
+  // Only for handles the library owns and never shows in that state (an
+  // emptied handle may only be destroyed, assigned or copied).
+  static context take(context& c) noexcept { return context(std::exchange(c.impl_, nullptr)); }
+  static bool empty(const context& c) noexcept { return c.impl_ == nullptr; }
+  // Copy and assignment that accept an emptied handle (and then copy the emptiness).
+  static context copy_of(const context& c) noexcept {
+    if (c.impl_) c.impl_->retain();
+    return context(c.impl_);
+  }
+  static void assign(context& to, context&& from) noexcept {
+    context_impl* prev = std::exchange(to.impl_, std::exchange(from.impl_, nullptr));
+    if (prev) prev->release();  // last: the old context's values' destructors are user code
+  }
   // A new handle to an existing context (takes one reference).
   static context make(context_impl* c) noexcept {
     c->retain();

@@ -109,7 +109,7 @@ struct chain_state {
   resumer resume;                    // shared only
 
   chain_state(context c, std::stop_token s, bool priv) noexcept
-      : ctx(std::move(c)),
+      : ctx(context_access::take(c)),
         impl(context_access::impl(ctx)),
         stop(std::move(s)),
         mode(priv ? private_out : shared_out) {}
@@ -398,7 +398,7 @@ class promise_base {
 
   // Makes this task the root of a chain running in `c`.
   chain_state& make_root(context c, std::stop_token s, bool private_context) {
-    own_.emplace(std::move(c), std::move(s), private_context);
+    own_.emplace(context_access::take(c), std::move(s), private_context);
     chain_ = &*own_;
     return *own_;
   }
@@ -734,7 +734,8 @@ void start(const std::shared_ptr<spawn_state<T>>& st, context c, bool private_co
   }
   auto h = drive<T>(st, schedule, std::move(t)).release();
   try {
-    chain_state& chain = h.promise().make_root(std::move(c), st->stop_source().get_token(), private_context);
+    chain_state& chain =
+        h.promise().make_root(context_access::take(c), st->stop_source().get_token(), private_context);
     if (!private_context) chain.resume = make_resumer(chain, schedule);
   } catch (...) {
     h.destroy();
@@ -812,7 +813,7 @@ spawned<T> spawn(Scheduler& sched, task<T> t) {
 template <class Scheduler, class T>
 spawned<T> spawn(Scheduler& sched, context c, task<T> t) {
   auto st = std::make_shared<detail::spawn_state<T>>();
-  detail::start(st, std::move(c), false, [&sched] { return sched.schedule(); }, std::move(t));
+  detail::start(st, detail::context_access::take(c), false, [&sched] { return sched.schedule(); }, std::move(t));
   return spawned<T>(std::move(st));
 }
 
@@ -833,7 +834,8 @@ T sync_wait(context c, task<T> t) {
     throw context_in_use_error(
         "ctxvars: sync_wait(c, task) from a thread that is inside c: the task could never enter it");
   auto st = std::make_shared<detail::spawn_state<T>>();
-  detail::start(st, std::move(c), false, typename detail::spawn_state<T>::local_schedule{st.get()}, std::move(t));
+  detail::start(st, detail::context_access::take(c), false, typename detail::spawn_state<T>::local_schedule{st.get()},
+                std::move(t));
   return spawned<T>(std::move(st)).get();
 }
 

@@ -532,9 +532,9 @@ struct co_spawn_fn {
       // copies Asio makes per resumption would allocate.
       if (base.target_type() == typeid(io))
         if (const io* p = base.template target<io>())
-          return spawn_on(*p, std::move(c), std::forward<Src>(src), std::forward<Token>(token));
+          return spawn_on(*p, context_access::take(c), std::forward<Src>(src), std::forward<Token>(token));
     }
-    return spawn_on(std::move(base), std::move(c), std::forward<Src>(src), std::forward<Token>(token));
+    return spawn_on(std::move(base), context_access::take(c), std::forward<Src>(src), std::forward<Token>(token));
   }
 
   // Runs `aw` in a copy of the caller's current context (asyncio.create_task).
@@ -551,7 +551,7 @@ struct co_spawn_fn {
     requires execution_context_like<Traits, ExecutionContext> &&
              (awaitable_type<Traits, Src> || awaitable_factory<Traits, Src>)
   auto operator()(ExecutionContext& ctx, ctxvars::context c, Src&& src, Token&& token = Token()) const {
-    return (*this)(ctx.get_executor(), std::move(c), std::forward<Src>(src), std::forward<Token>(token));
+    return (*this)(ctx.get_executor(), context_access::take(c), std::forward<Src>(src), std::forward<Token>(token));
   }
   template <class ExecutionContext, class Src,
             class Token = default_token<typename ExecutionContext::executor_type>>
