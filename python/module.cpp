@@ -333,20 +333,14 @@ PyTypeObject* make_binding_type() {
   return reinterpret_cast<PyTypeObject*>(t);
 }
 
-// The context make_ctx() returns is built in place (see new_context).
-template <class MakeCtx>
-Binding& bind_here(MakeCtx&& make_ctx, bool owns_ctx) {
+// `c` is taken in, not copied (moving a handle would retain and release). The
+// caller evaluates it before this allocates: PyObject_GC_New may run a collection,
+// whose finalizers may set variables and so rebind the current stdlib context.
+Binding& bind_here(ctxvars::context c, bool owns_ctx) {
   PyObject* here = current_stdlib_context();
   auto* raw = PyObject_GC_New(BindingObject, binding_type);
   if (!raw) throw py::error_already_set();
-  try {
-    new (&raw->b) Binding{make_ctx(), {}, owns_ctx};
-  } catch (...) {
-    PyTypeObject* tp = Py_TYPE(raw);
-    PyObject_GC_Del(raw);
-    Py_DECREF(tp);  // PyObject_GC_New took a reference to the (heap) type
-    throw;
-  }
+  new (&raw->b) Binding{ctxvars::detail::context_access::take(c), {}, owns_ctx};
   PyObject_GC_Track(raw);
   pyref obj = pyref::steal(reinterpret_cast<PyObject*>(raw));
   Binding& b = raw->b;
@@ -391,19 +385,19 @@ ctxvars::context& writable() {
   Binding* b = bobj ? binding_of(bobj) : nullptr;
   if (run_top && run_top->stdlib == here && !(b && owned_here(*b, here))) {
     // The first write inside Context.run: the Context's own context.
-    return bind_here([] { return *run_top->ctx; }, false).ctx;
+    return bind_here(*run_top->ctx, false).ctx;
   }
   if (b && owned_here(*b, here)) {
     if (exclusive(here, bobj)) return b->ctx;
     const bool owns = b->owns_ctx;
     ctxvars::context snap = b->ctx.copy();
-    Binding& fresh = bind_here([&] { return b->ctx; }, owns);
+    Binding& fresh = bind_here(b->ctx, owns);
     b->ctx = std::move(snap);
     b->owns_ctx = true;
     b->owner = pyref();
     return fresh.ctx;
   }
-  return bind_here([&] { return b ? b->ctx.copy() : ctxvars::context(); }, true).ctx;
+  return bind_here(b ? b->ctx.copy() : ctxvars::context(), true).ctx;
 }
 
 // Makes `c` the calling thread's current ctxvars context for a scope. The thread
@@ -706,28 +700,23 @@ struct ContextObject {
 PyTypeObject* context_type = nullptr;
 Context& context_of(PyObject* o) noexcept { return reinterpret_cast<ContextObject*>(o)->c; }
 
-// A new Context object (new reference) holding the context make_ctx() returns and
-// the stdlib context make_stdlib() returns (a new reference). The context is built
-// in place: moving a ctxvars::context copies the handle (a handle always names a
-// context), which would cost a locked increment and a locked decrement.
-template <class MakeCtx, class MakeStdlib>
-PyObject* new_context(MakeCtx&& make_ctx, MakeStdlib&& make_stdlib) {
-  PyObject* raw = make_stdlib();
-  if (!raw) throw py::error_already_set();
-  pyref s = pyref::steal(raw);
+// A new Context object (new reference) holding `c` (taken in, not copied: moving a
+// handle would cost a locked increment and decrement) and the stdlib context `s`.
+// Both are made by the caller before this allocates (PyObject_GC_New may run a
+// collection, and finalizers may set variables).
+PyObject* new_context(ctxvars::context c, pyref s) {
   auto* o = PyObject_GC_New(ContextObject, context_type);
   if (!o) throw py::error_already_set();
-  try {
-    new (&o->c) Context{make_ctx(), std::move(s)};
-  } catch (...) {
-    PyTypeObject* tp = Py_TYPE(o);
-    PyObject_GC_Del(o);
-    Py_DECREF(tp);  // PyObject_GC_New took a reference to the (heap) type
-    throw;
-  }
+  new (&o->c) Context{ctxvars::detail::context_access::take(c), std::move(s)};
   o->weakrefs = nullptr;
   PyObject_GC_Track(o);
   return reinterpret_cast<PyObject*>(o);
+}
+
+// A new reference from the C API, or the Python error as an exception.
+pyref checked(PyObject* new_ref) {
+  if (!new_ref) throw py::error_already_set();
+  return pyref::steal(new_ref);
 }
 
 // The (var, value) pairs of a context that Python variables put there.
@@ -875,7 +864,8 @@ PyTypeObject* make_context_type() {
              PyErr_SetString(PyExc_TypeError, "this Context was cleared by the garbage collector");
              return nullptr;
            }
-           return new_context([&] { return c.ctx.copy(); }, [&] { return PyContext_Copy(c.stdlib.get()); });
+           pyref s = checked(PyContext_Copy(c.stdlib.get()));
+           return new_context(c.ctx.copy(), std::move(s));
          });
        },
        METH_NOARGS, nullptr},
@@ -905,7 +895,10 @@ PyTypeObject* make_context_type() {
            PyErr_SetString(PyExc_TypeError, "Context() does not accept any arguments");
            return nullptr;
          }
-         return guarded([] { return new_context([] { return ctxvars::context(); }, [] { return PyContext_New(); }); });
+         return guarded([] {
+           pyref s = checked(PyContext_New());
+           return new_context(ctxvars::context(), std::move(s));
+         });
        })},
       {Py_tp_dealloc, reinterpret_cast<void*>(+[](PyObject* self) {
          PyTypeObject* tp = Py_TYPE(self);
@@ -1059,7 +1052,11 @@ PYBIND11_MODULE(ctxvars, m) {
   m.add_object("Context", reinterpret_cast<PyObject*>(context_type));
   static PyMethodDef copy_context_def = {
       "copy_context", +[](PyObject*, PyObject*) -> PyObject* {
-        return guarded([] { return new_context([] { return copy_current(); }, [] { return PyContext_CopyCurrent(); }); });
+        return guarded([] {
+          // The stdlib copy first, then ours, both before the Context is allocated.
+          pyref s = checked(PyContext_CopyCurrent());
+          return new_context(copy_current(), std::move(s));
+        });
       },
       METH_NOARGS, nullptr};
   m.add_object("copy_context", py::reinterpret_steal<py::object>(PyCFunction_NewEx(&copy_context_def, nullptr, m.ptr())));

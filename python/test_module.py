@@ -106,6 +106,61 @@ class GarbageCollection(unittest.TestCase):
             self.assertIn(type(o), gc.get_referents(o), type(o).__name__)
 
 
+class FinalizersInsideWrites(unittest.TestCase):
+    """A collection can run inside any allocation the module makes, and with it
+    finalizers that set variables (re-entering the module in the middle of a set,
+    a copy or a Context's creation). Found by review: a set that bound a new
+    context lost every later write of a Context.run to an orphaned copy."""
+
+    def scenario(self, mod, threshold):
+        v = mod.ContextVar("v")
+        w = mod.ContextVar("w", default="unset")
+
+        class SetsOnDeath:
+            def __del__(self):
+                w.set("from-del")
+
+        ctx = mod.Context()
+        def body():
+            v.set(1)
+            keep = mod.copy_context()  # shares the mapping: the next set rebinds
+            gc.collect()
+            gc.set_threshold(threshold)
+            try:
+                a = SetsOnDeath()
+                a.me = a
+                del a  # cyclic garbage whose finalizer sets w
+                v.set(3)  # a collection (and the finalizer) may run inside this set
+                c = mod.copy_context()  # ... or inside this copy
+            finally:
+                gc.set_threshold(700, 10, 10)
+            gc.collect()  # the finalizer has run by now, inside this run, in both modules
+            v.set(4)
+            return v.get(), w.get(), keep.get(v), c.get(v)
+        inside = ctx.run(body)
+        return inside, (ctx.get(v), ctx.get(w, "unset"))
+
+    def test_writes_of_a_context_run_survive_finalizers_that_set_variables(self):
+        old = gc.get_threshold()
+        try:
+            for threshold in range(1, 8):
+                for mod in MODULES:
+                    inside, after = self.scenario(mod, threshold)
+                    where = f"{mod.__name__}, threshold {threshold}"
+                    self.assertEqual(inside[0], 4, where)
+                    self.assertEqual(after[0], 4, where + ": the Context keeps the run's last write")
+                    self.assertEqual(inside[2:], (1, 3), where + ": the copies keep what they saw")
+                    self.assertEqual(inside[1], "from-del", where)
+                    if mod is ctxvars:
+                        # What the finalizer set inside the run is what the Context
+                        # holds after it. (CPython 3.11 itself can lose that write when
+                        # the collection runs inside its own ContextVar.set, while the
+                        # variable's cache still shows it inside the run.)
+                        self.assertEqual(after[1], "from-del", where)
+        finally:
+            gc.set_threshold(*old)
+
+
 class CPythonCompatibility(unittest.TestCase):
     def test_a_name_with_a_lone_surrogate_is_accepted_and_kept(self):
         for mod in MODULES:
