@@ -13,77 +13,33 @@ namespace detail {
 
 [[noreturn]] void throw_moved_from_bound();
 
-// Moving a bound function object hands its context over without touching the
-// context's reference count (Asio, std::function and thread pools move a
-// handler several times before calling it; moving a `context` handle would cost
-// a locked increment and decrement each time). A moved-from one may be
-// destroyed, assigned or copied; calling it throws std::logic_error.
-
-// Runs f in a fresh copy of a snapshot on every call (Python: the context an
-// asyncio callback or a new thread started with copy_context().run gets).
-template <class F>
-class snapshot_bound {
+// What ctxvars::bind returns: f and a context. FreshCopy: every call runs f in a
+// fresh copy of the context, a snapshot (Python: the context an asyncio callback
+// or a new thread started with copy_context().run gets); otherwise every call
+// runs f inside the context itself.
+//
+// Moving one hands its context over without touching the context's reference
+// count (Asio, std::function and thread pools move a handler several times
+// before calling it; moving a `context` handle would cost a locked increment
+// and decrement each time). A moved-from one may be destroyed, assigned or
+// copied; calling it throws std::logic_error.
+template <class F, bool FreshCopy>
+class bound {
  public:
-  snapshot_bound(context snap, F f) : f_(std::move(f)), snap_(context_access::take(snap)) {}
-  snapshot_bound(const snapshot_bound& o)
-    requires std::is_copy_constructible_v<F>
-      : f_(o.f_), snap_(context_access::copy_of(o.snap_)) {}
-  snapshot_bound(snapshot_bound&& o) noexcept(std::is_nothrow_move_constructible_v<F>)
-      : f_(std::move(o.f_)), snap_(context_access::take(o.snap_)) {}
-  snapshot_bound& operator=(const snapshot_bound& o)
-    requires std::is_copy_assignable_v<F>
-  {
-    f_ = o.f_;
-    context_access::assign(snap_, context_access::copy_of(o.snap_));
-    return *this;
-  }
-  snapshot_bound& operator=(snapshot_bound&& o) noexcept(std::is_nothrow_move_assignable_v<F>)
-    requires std::is_move_assignable_v<F>
-  {
-    f_ = std::move(o.f_);
-    context_access::assign(snap_, context_access::take(o.snap_));
-    return *this;
-  }
-
-  template <class... A>
-    requires std::invocable<F&, A...>
-  decltype(auto) operator()(A&&... a) {
-    return live().copy().run(f_, std::forward<A>(a)...);
-  }
-  template <class... A>
-    requires std::invocable<const F&, A...>
-  decltype(auto) operator()(A&&... a) const {
-    return live().copy().run(f_, std::forward<A>(a)...);
-  }
-  const F& function() const noexcept { return f_; }
-
- private:
-  const context& live() const {
-    if (CTXVARS_UNLIKELY(context_access::empty(snap_))) throw_moved_from_bound();
-    return snap_;
-  }
-  F f_;  // first: if moving it throws, the source keeps its snapshot
-  context snap_;
-};
-
-// Runs f inside one given context on every call.
-template <class F>
-class context_bound {
- public:
-  context_bound(context c, F f) : f_(std::move(f)), ctx_(context_access::take(c)) {}
-  context_bound(const context_bound& o)
+  bound(context c, F f) : f_(std::move(f)), ctx_(context_access::take(c)) {}
+  bound(const bound& o)
     requires std::is_copy_constructible_v<F>
       : f_(o.f_), ctx_(context_access::copy_of(o.ctx_)) {}
-  context_bound(context_bound&& o) noexcept(std::is_nothrow_move_constructible_v<F>)
+  bound(bound&& o) noexcept(std::is_nothrow_move_constructible_v<F>)
       : f_(std::move(o.f_)), ctx_(context_access::take(o.ctx_)) {}
-  context_bound& operator=(const context_bound& o)
+  bound& operator=(const bound& o)
     requires std::is_copy_assignable_v<F>
   {
     f_ = o.f_;
     context_access::assign(ctx_, context_access::copy_of(o.ctx_));
     return *this;
   }
-  context_bound& operator=(context_bound&& o) noexcept(std::is_nothrow_move_assignable_v<F>)
+  bound& operator=(bound&& o) noexcept(std::is_nothrow_move_assignable_v<F>)
     requires std::is_move_assignable_v<F>
   {
     f_ = std::move(o.f_);
@@ -94,23 +50,32 @@ class context_bound {
   template <class... A>
     requires std::invocable<F&, A...>
   decltype(auto) operator()(A&&... a) {
-    return live().run(f_, std::forward<A>(a)...);
+    return run_in(f_, std::forward<A>(a)...);
   }
   template <class... A>
     requires std::invocable<const F&, A...>
   decltype(auto) operator()(A&&... a) const {
-    return live().run(f_, std::forward<A>(a)...);
+    return run_in(f_, std::forward<A>(a)...);
   }
   const F& function() const noexcept { return f_; }
 
  private:
-  context& live() const {
+  template <class G, class... A>
+  decltype(auto) run_in(G& f, A&&... a) const {
     if (CTXVARS_UNLIKELY(context_access::empty(ctx_))) throw_moved_from_bound();
-    return ctx_;
+    if constexpr (FreshCopy)
+      return ctx_.copy().run(f, std::forward<A>(a)...);
+    else
+      return ctx_.run(f, std::forward<A>(a)...);
   }
   F f_;  // first: if moving it throws, the source keeps its context
   mutable context ctx_;  // run() changes which thread is inside, not the handle
 };
+
+template <class F>
+using snapshot_bound = bound<F, true>;
+template <class F>
+using context_bound = bound<F, false>;
 
 }  // namespace detail
 
@@ -148,7 +113,7 @@ auto bind(context c, F&& f) {
 // installed, `namespace asio = boost::asio;` at global scope clashes with this
 // declaration: write a different alias name (say `net`).
 namespace ctxvars::detail {
-// The one body behind the four associator specialisations below: what h's
+// The body of the associator specialisation below (one per Asio): what h's
 // Associator says, read through the bound object.
 template <template <typename, typename> class Associator, class Bound, class F, class DefaultCandidate>
 struct bound_associator {
@@ -159,17 +124,13 @@ struct bound_associator {
 };
 }  // namespace ctxvars::detail
 
-// The declaration and the two specialisations, the same for both Asios.
+// The declaration and the specialisation, the same for both Asios.
 #define CTXVARS_DETAIL_BOUND_ASSOCIATORS                                                                    \
   template <template <typename, typename> class Associator, typename T, typename DefaultCandidate>         \
   struct associator;                                                                                        \
-  template <template <typename, typename> class Associator, class F, class DefaultCandidate>               \
-  struct associator<Associator, ::ctxvars::detail::snapshot_bound<F>, DefaultCandidate>                     \
-      : ::ctxvars::detail::bound_associator<Associator, ::ctxvars::detail::snapshot_bound<F>, F,            \
-                                            DefaultCandidate> {};                                           \
-  template <template <typename, typename> class Associator, class F, class DefaultCandidate>               \
-  struct associator<Associator, ::ctxvars::detail::context_bound<F>, DefaultCandidate>                      \
-      : ::ctxvars::detail::bound_associator<Associator, ::ctxvars::detail::context_bound<F>, F,             \
+  template <template <typename, typename> class Associator, class F, bool FreshCopy, class DefaultCandidate> \
+  struct associator<Associator, ::ctxvars::detail::bound<F, FreshCopy>, DefaultCandidate>                   \
+      : ::ctxvars::detail::bound_associator<Associator, ::ctxvars::detail::bound<F, FreshCopy>, F,          \
                                             DefaultCandidate> {};
 
 #if __has_include(<asio/associator.hpp>)
