@@ -201,14 +201,14 @@ class step_scope {
       // Entered further down this thread's stack (a step of another task was
       // dispatched inline inside this one's): switch back to it for the step.
       mode_ = mode::switched;
-    } else if (c->try_enter()) {
-      mode_ = mode::entered;
-    } else if (holds_a_context(st)) {
-      return false;
-    } else if (!wait_to_enter(c)) {
-      gave_way_ = true;
-      return false;
     } else {
+      if (!c->try_enter()) {
+        if (holds_a_context(st)) return false;
+        if (!wait_to_enter(c)) {
+          gave_way_ = true;
+          return false;
+        }
+      }
       mode_ = mode::entered;
     }
     c_ = c;
@@ -224,14 +224,12 @@ class step_scope {
   void end() noexcept {
     if (mode_ == mode::none) return;
     innermost_step = prev_;
+    switch_back(this_thread_state(), c_, r_);
     if (mode_ == mode::entered) {
-      switch_back(this_thread_state(), c_, r_);
       // Never the last reference (the in_context running this step holds
       // one); if it were, c would still live: entering it counted a reference.
       task_block::disown(b_);
       c_->leave();
-    } else {
-      switch_back(this_thread_state(), c_, r_);
     }
     mode_ = mode::none;
   }
