@@ -80,6 +80,12 @@ class pyref {
   PyObject* p_ = nullptr;
 };
 
+// A new reference from the C API, or the Python error as an exception.
+pyref checked(PyObject* new_ref) {
+  if (!new_ref) throw py::error_already_set();
+  return pyref::steal(new_ref);
+}
+
 // What a context holds for a Python variable: the ContextVar object (the key
 // Python code iterates over) and the value.
 struct py_entry {
@@ -344,12 +350,8 @@ Binding& bind_here(ctxvars::context c, bool owns_ctx) {
   PyObject_GC_Track(raw);
   pyref obj = pyref::steal(reinterpret_cast<PyObject*>(raw));
   Binding& b = raw->b;
-  PyObject* w = PyWeakref_NewRef(here, nullptr);
-  if (!w) throw py::error_already_set();
-  b.owner = pyref::steal(w);
-  PyObject* tok = PyContextVar_Set(carrier, obj.get());
-  if (!tok) throw py::error_already_set();
-  Py_DECREF(tok);
+  b.owner = checked(PyWeakref_NewRef(here, nullptr));
+  checked(PyContextVar_Set(carrier, obj.get()));  // the token, dropped at once
   return b;  // kept alive by the stdlib context's mapping
 }
 
@@ -711,12 +713,6 @@ PyObject* new_context(ctxvars::context c, pyref s) {
   o->weakrefs = nullptr;
   PyObject_GC_Track(o);
   return reinterpret_cast<PyObject*>(o);
-}
-
-// A new reference from the C API, or the Python error as an exception.
-pyref checked(PyObject* new_ref) {
-  if (!new_ref) throw py::error_already_set();
-  return pyref::steal(new_ref);
 }
 
 // The (var, value) pairs of a context that Python variables put there.
