@@ -652,11 +652,15 @@ TEST(AsioStress, FunctionsPostedToATaskOnAThreadPoolBeforeAndAfterItFinishesFree
         ++d;
       }(cid, i, m, exs, bad, done), net::detached);
     }
-    // Meanwhile and afterwards, other threads post to the tasks' executors.
+    // Meanwhile and afterwards, other threads post to the tasks' executors: they go on until
+    // every task has finished and then post a few rounds more, so on a loaded machine (where the
+    // pool may not have run a single step yet when the posters start) functions are still posted
+    // both while the tasks run and after they finished.
     std::vector<std::thread> posters;
     for (int t = 0; t < 2; ++t)
       posters.emplace_back([&] {
-        for (int r = 0; r < 20; ++r) {
+        for (int after = 0; after < 5;) {
+          if (done.load() == tasks) ++after;
           std::vector<std::pair<int, net::any_io_executor>> snap;
           {
             std::lock_guard<std::mutex> g(m);
