@@ -26,8 +26,8 @@ ctxvars::context_var<int> rid("rid", -1);
 // process stops (the threads stuck in it cannot be joined).
 template <class T>
 T get_or_die(std::future<T>& f, const char* what) {
-  if (f.wait_for(20s) != std::future_status::ready) {
-    ADD_FAILURE() << what << ": did not finish within 20 s (deadlock or livelock)";
+  if (f.wait_for(120s) != std::future_status::ready) {
+    ADD_FAILURE() << what << ": did not finish within 120 s (deadlock or livelock)";
     std::fflush(nullptr);
     std::_Exit(1);
   }
@@ -233,7 +233,7 @@ TEST(AsioWaiting, TheFirstStepOfATaskSpawnedIntoABusyContextIsNotRunInline) {
     busy.run([&] {
       inside.set_value();
       // Leave only once the spawning step went past co_spawn (bounded).
-      if (spawn_returned_f.wait_for(20s) != std::future_status::ready)
+      if (spawn_returned_f.wait_for(120s) != std::future_status::ready)
         ADD_FAILURE() << "co_spawn waited for a busy context while holding its own";
     });
   });

@@ -185,7 +185,7 @@ TEST(Asio, BindKeepsTheHandlersExecutorAllocatorAndCancellationSlot) {
   net::cancellation_signal sig;
   bool on_strand = false, cancelled = false;
   int seen = 0;
-  net::steady_timer timer(io, std::chrono::seconds(10));
+  net::steady_timer timer(io, net::steady_timer::time_point::max());  // only the cancel ends it
   ctxvars::context().run([&] {
     (void)rid.set(44);
     auto h = net::bind_cancellation_slot(
@@ -244,7 +244,7 @@ TEST(Asio, CancellationWakesTheTaskInItsOwnContext) {
   cx::co_spawn(io, [](int& seen) -> awaitable<void> {
     (void)rid.set(77);
     try {
-      co_await sleep_for(10s);
+      co_await sleep_for(std::chrono::hours(24));  // only the cancel ends it
     } catch (const net_system_error& e) {
       if (e.code() == net::error::operation_aborted) seen = rid.get();
     }
@@ -546,7 +546,7 @@ TEST(AsioStress, InlineStepsOfAnotherTaskNestedInAStepCountBothTasksCopies) {
     net::io_context io;
     std::optional<net::any_io_executor> b_ex;
     std::atomic<int> bad{0}, nested{0};
-    net::steady_timer b_wakes(io, std::chrono::seconds(10));
+    net::steady_timer b_wakes(io, net::steady_timer::time_point::max());  // only A's cancel wakes B
     cx::co_spawn(io, [](ctxvars::context_var<counted_id>& v, std::optional<net::any_io_executor>& out,
                         net::steady_timer& t) -> awaitable<void> {
       (void)v.set(counted_id(2));

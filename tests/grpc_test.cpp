@@ -60,7 +60,7 @@ struct Grpc : ::testing::Test {
 
   std::string call(grpc::Status* st = nullptr) {
     grpc::ClientContext cc;
-    cc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    cc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     ctxvars_test::FieldsReply reply;
     grpc::Status s = stub->Fields(&cc, ctxvars_test::FieldsRequest(), &reply);
     if (st) *st = s;

@@ -198,16 +198,18 @@ TEST(Task, SyncWaitFromInsideTheSameContextThrowsInsteadOfWaitingForItself) {
 
 TEST(Task, CancellationIsCooperativeThroughTheStopToken) {
   thread_pool pool(1);
-  auto s = spawn(pool, [](thread_pool& p) -> task<int> {
+  std::atomic<int> seen{0};
+  auto s = spawn(pool, [](thread_pool& p, std::atomic<int>& n) -> task<int> {
     int spins = 0;
     for (;;) {
       std::stop_token st = co_await this_task::stop_token();
       if (st.stop_requested()) co_return spins;
-      ++spins;
+      n.store(++spins);
       co_await p.schedule();
     }
-  }(pool));
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }(pool, seen));
+  // Stop only once the task has run (not after a sleep: a loaded machine may not have started it).
+  while (seen.load() == 0) std::this_thread::yield();
   s.request_stop();
   EXPECT_GE(s.get(), 1);
 }
