@@ -180,6 +180,10 @@ void throw_moved_from_bound() {
   throw std::logic_error(
       "ctxvars: call of a moved-from function object made by ctxvars::bind (call the object it was moved to)");
 }
+void throw_moved_from_context_executor() {
+  throw std::logic_error(
+      "ctxvars: use of a moved-from context_executor (use the executor it was moved to, or a copy)");
+}
 void throw_lookup(std::string_view var_name) {
   throw lookup_error("ctxvars: context_var " + quoted(var_name) +
                      " has no value in the current context and no default");

@@ -57,6 +57,39 @@ TEST(AsioBindWithoutAdapter, BothBindFormsReportTheHandlersAssociations) {
   EXPECT_FALSE(net::get_associated_cancellation_slot(plain).is_connected());
 }
 
+// Each associator's get is forwarded in the form it is called in: where the bare
+// handler's one-argument get returns by value (Boost returns the default
+// candidate by value there), so does the bound one's, so `const auto& x = get(b)`
+// is as safe as for the bare handler (it used to be a reference to a temporary
+// that died at the end of the call: ASan stack-use-after-scope).
+template <template <class, class> class A, class H, class B, class D>
+void expect_same_get_forms(const H& h, const B& b) {
+  static_assert(std::is_same_v<decltype(A<H, D>::get(h)), decltype(A<B, D>::get(b))>,
+                "one-argument get: the same type, reference or value, as the bare handler's");
+  static_assert(std::is_same_v<decltype(A<H, D>::get(h, std::declval<const D&>())),
+                               decltype(A<B, D>::get(b, std::declval<const D&>()))>);
+}
+
+TEST(AsioBindWithoutAdapter, AssociatorsReturnWhatTheBareHandlersReturnNoDanglingDefault) {
+  net::io_context io;
+  auto h = [] {};
+  auto snap = ctxvars::bind(h);
+  auto in_c = ctxvars::bind(ctxvars::context(), h);
+  expect_same_get_forms<net::associated_executor, decltype(h), decltype(snap), net::any_io_executor>(h, snap);
+  expect_same_get_forms<net::associated_executor, decltype(h), decltype(in_c), net::any_io_executor>(h, in_c);
+  expect_same_get_forms<net::associated_allocator, decltype(h), decltype(snap), std::allocator<void>>(h, snap);
+  expect_same_get_forms<net::associated_cancellation_slot, decltype(h), decltype(snap), net::cancellation_slot>(
+      h, snap);
+  auto s = net::bind_executor(net::make_strand(io), h);
+  auto bs = ctxvars::bind(s);
+  expect_same_get_forms<net::associated_executor, decltype(s), decltype(bs), net::any_io_executor>(s, bs);
+  // Used the way that dangled: the value outlives the call (ASan checks it).
+  const auto& ex = net::associated_executor<decltype(snap), net::any_io_executor>::get(snap);
+  EXPECT_TRUE(ex.target_type() == typeid(void)) << "an empty any_io_executor, as for the bare handler";
+  const auto& slot = net::associated_cancellation_slot<decltype(in_c)>::get(in_c);
+  EXPECT_FALSE(slot.is_connected());
+}
+
 TEST(AsioBindWithoutAdapter, TheAssociatedAllocatorIsKept) {
   auto h = net::bind_allocator(tagged_allocator<int>(42), [] {});
   auto b = ctxvars::bind(h);

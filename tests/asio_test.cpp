@@ -621,6 +621,36 @@ TEST(AsioStress, TheLastCopiesOfAnExecutorDroppedInsideItsStepFreeTheContextAfte
   }
 }
 
+// A moved-from context_executor (its move hands the task over): destroying,
+// copying, assigning and comparing it are safe, and get_context() and execute()
+// throw std::logic_error (they dereferenced null). The executor it was moved to
+// is unaffected.
+TEST(Asio, AMovedFromContextExecutorThrowsLogicErrorAndEverythingElseStaysSafe) {
+  net::io_context io;
+  ctxvars::context c;
+  c.run([&] { (void)rid.set(5); });
+  using ex_t = cx::context_executor<net::io_context::executor_type>;
+  ex_t e(io.get_executor(), c);
+  ex_t e2 = std::move(e);
+  EXPECT_TRUE(e2.get_context() == c);
+  EXPECT_THROW((void)e.get_context(), std::logic_error);
+  EXPECT_THROW(e.execute([] {}), std::logic_error);
+  EXPECT_THROW(net::post(e, [] {}), std::logic_error);
+  EXPECT_FALSE(e == e2);
+  EXPECT_TRUE(e != e2);
+  ex_t e3 = e;  // a copy of a moved-from one is moved-from too
+  EXPECT_TRUE(e3 == e);
+  EXPECT_THROW((void)e3.get_context(), std::logic_error);
+  int seen = 0;
+  net::post(e2, [&] { seen = rid.get(); });
+  io.run();
+  EXPECT_EQ(seen, 5) << "the executor it was moved to runs in c";
+  e = e2;  // assigned: usable again
+  EXPECT_TRUE(e == e2);
+  EXPECT_TRUE(e.get_context() == c);
+  EXPECT_FALSE(c.entered());
+}
+
 // Functions posted to a task's executor from other threads, before and after
 // the task finished, on a thread_pool and on a strand of it: each runs in the
 // task's context while the task runs and in none afterwards, and the last

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <memory>
 #include <future>
 #include <optional>
 #include <stdexcept>
@@ -155,6 +156,75 @@ TEST(Bind, AMovedFromContextBoundThrowsLogicErrorAndTheContextKeepsItsSets) {
   EXPECT_EQ(d(), 3);
   EXPECT_FALSE(c.entered());
   EXPECT_EQ(v.get(), 0);
+}
+
+// "Replace my handler with the continuation it holds": the source of the
+// assignment is owned by the target's own function, so assigning the function
+// destroys the source. Everything is read from it first (ASan: this was a
+// heap-use-after-free, and a double free in a plain clang build).
+TEST(Bind, AssigningFromAnObjectTheTargetsOwnFunctionOwnsIsSafe) {
+  context_var<int> v("v", 0);
+  for (const bool copy : {false, true}) {
+    context c;
+    c.run([&] { (void)v.set(7); });
+    using B = decltype(ctxvars::bind(c, std::function<int()>()));
+    auto next = std::make_shared<B>(ctxvars::bind(c, std::function<int()>([&] { return v.get() + 100; })));
+    B cb = ctxvars::bind(context(), std::function<int()>([next] { return next ? 1 : 0; }));
+    B* src = next.get();
+    next.reset();  // only cb's function keeps *src alive
+    EXPECT_EQ(cb(), 1);
+    if (copy)
+      cb = *src;
+    else
+      cb = std::move(*src);
+    EXPECT_EQ(cb(), 107) << "cb now runs the continuation inside c (copy=" << copy << ")";
+    EXPECT_FALSE(c.entered());
+  }
+}
+
+// Move-assignment with a function whose move throws: the target keeps its
+// context and function, the source its own (nothing is taken before the
+// function is moved).
+context_var<int> assign_v("assign_v", 0);
+struct throwing_move_assign {
+  static inline bool armed = false;
+  int n = 1;
+  throwing_move_assign() = default;
+  explicit throwing_move_assign(int k) : n(k) {}
+  throwing_move_assign(const throwing_move_assign&) = default;
+  throwing_move_assign(throwing_move_assign&& o) : n(o.n) {
+    if (armed) throw std::runtime_error("move");
+  }
+  throwing_move_assign& operator=(const throwing_move_assign&) = default;
+  throwing_move_assign& operator=(throwing_move_assign&& o) {
+    n = o.n;
+    return *this;
+  }
+  int operator()() const { return n + assign_v.get(); }  // the function and the context it runs in
+};
+
+TEST(Bind, AThrowingMoveAssignmentChangesNeitherSide) {
+  context_var<int>& v = assign_v;
+  context a_ctx, b_ctx;
+  a_ctx.run([&] { (void)v.set(1); });
+  b_ctx.run([&] { (void)v.set(2); });
+  auto a = ctxvars::bind(a_ctx, throwing_move_assign(10));
+  auto b = ctxvars::bind(b_ctx, throwing_move_assign(20));
+  throwing_move_assign::armed = true;
+  EXPECT_THROW(a = std::move(b), std::runtime_error);
+  throwing_move_assign::armed = false;
+  EXPECT_EQ(a(), 11);
+  EXPECT_EQ(b(), 22) << "the source keeps its function and its context";
+  // Unarmed, the same assignment hands b's context to a.
+  a = std::move(b);
+  EXPECT_EQ(a(), 22);
+  EXPECT_THROW(b(), std::logic_error);
+  auto& a_ref = a;
+  a = a_ref;  // self-assignment (copy) changes nothing
+  a = std::move(a_ref);  // nor does self-move
+  EXPECT_EQ(a(), 22);
+  b = a;  // a moved-from object assigned a copy works again
+  EXPECT_EQ(b(), 22);
 }
 
 // A function object whose move throws: the source keeps its snapshot (the

@@ -12,6 +12,7 @@ namespace ctxvars {
 namespace detail {
 
 [[noreturn]] void throw_moved_from_bound();
+[[noreturn]] void throw_moved_from_context_executor();
 
 // What ctxvars::bind returns: f and a context. FreshCopy: every call runs f in a
 // fresh copy of the context, a snapshot (Python: the context an asyncio callback
@@ -21,8 +22,12 @@ namespace detail {
 // Moving one hands its context over without touching the context's reference
 // count (Asio, std::function and thread pools move a handler several times
 // before calling it; moving a `context` handle would cost a locked increment
-// and decrement each time). A moved-from one may be destroyed, assigned or
-// copied; calling it throws std::logic_error.
+// and decrement each time). A moved-from one may be destroyed, assigned (if F
+// is) or copied; calling it throws std::logic_error.
+//
+// Assignment reads everything it needs from the source before it changes
+// *this: the source may be owned by this object's own function ("replace my
+// handler with the continuation it holds"), and assigning f_ destroys that.
 template <class F, bool FreshCopy>
 class bound {
  public:
@@ -32,18 +37,31 @@ class bound {
       : f_(o.f_), ctx_(context_access::copy_of(o.ctx_)) {}
   bound(bound&& o) noexcept(std::is_nothrow_move_constructible_v<F>)
       : f_(std::move(o.f_)), ctx_(context_access::take(o.ctx_)) {}
+  // On throw: *this keeps its context (and f_ what F's assignment leaves).
   bound& operator=(const bound& o)
     requires std::is_copy_assignable_v<F>
   {
+    context c = context_access::copy_of(o.ctx_);  // o is not touched after f_ changes
     f_ = o.f_;
-    context_access::assign(ctx_, context_access::copy_of(o.ctx_));
+    context_access::assign(ctx_, context_access::take(c));
     return *this;
   }
+  // On throw: *this keeps its context; the source keeps its own if F's move
+  // constructor threw, else it is left moved-from.
   bound& operator=(bound&& o) noexcept(std::is_nothrow_move_assignable_v<F>)
     requires std::is_move_assignable_v<F>
   {
-    f_ = std::move(o.f_);
-    context_access::assign(ctx_, context_access::take(o.ctx_));
+    if (this == &o) return *this;
+    if constexpr (std::is_nothrow_move_assignable_v<F>) {
+      context c = context_access::take(o.ctx_);  // o is not touched after f_ changes
+      f_ = std::move(o.f_);
+      context_access::assign(ctx_, context_access::take(c));
+    } else {
+      F moved(std::move(o.f_));  // may throw: nothing taken yet
+      context c = context_access::take(o.ctx_);
+      f_ = std::move(moved);
+      context_access::assign(ctx_, context_access::take(c));
+    }
     return *this;
   }
 
@@ -118,7 +136,12 @@ namespace ctxvars::detail {
 template <template <typename, typename> class Associator, class Bound, class F, class DefaultCandidate>
 struct bound_associator {
   using type = typename Associator<F, DefaultCandidate>::type;
-  static decltype(auto) get(const Bound& b, const DefaultCandidate& c = DefaultCandidate()) noexcept {
+  // Two overloads, as Asio declares them: the one-argument form must not
+  // return a reference to a defaulted candidate (Boost >= 1.80 returns the
+  // candidate by reference from the two-argument form and by value from this
+  // one), so each forwards to the same form of h's associator.
+  static decltype(auto) get(const Bound& b) noexcept { return Associator<F, DefaultCandidate>::get(b.function()); }
+  static decltype(auto) get(const Bound& b, const DefaultCandidate& c) noexcept {
     return Associator<F, DefaultCandidate>::get(b.function(), c);
   }
 };

@@ -307,6 +307,10 @@ struct in_context {
 // An executor that runs everything submitted to it inside one context.
 // Every property query, require and prefer is forwarded to the wrapped
 // executor (require and prefer re-wrap the result), so it fits any_io_executor.
+// A move hands the task over (Asio moves executors constantly): a moved-from
+// executor may be destroyed, assigned, copied and compared (equal only to
+// another moved-from one with an equal inner executor); get_context() and
+// execute() on it throw std::logic_error.
 template <class Traits, class Executor>
 class basic_context_executor {
  public:
@@ -322,11 +326,15 @@ class basic_context_executor {
 
   const Executor& get_inner_executor() const noexcept { return ex_; }
   // The context every function submitted here runs in.
-  ctxvars::context get_context() const noexcept { return context_access::make(task_->ctx); }
+  ctxvars::context get_context() const {
+    if (CTXVARS_UNLIKELY(!task_.get())) throw_moved_from_context_executor();
+    return context_access::make(task_->ctx);
+  }
   const task_ref& task() const noexcept { return task_; }
 
   template <class F>
   void execute(F&& f) const {
+    if (CTXVARS_UNLIKELY(!task_.get())) throw_moved_from_context_executor();
     Traits::execute(ex_, in_context<Traits, Executor, std::decay_t<F>>{*this, std::forward<F>(f)});
   }
 
@@ -350,6 +358,7 @@ class basic_context_executor {
   }
 
   friend bool operator==(const basic_context_executor& a, const basic_context_executor& b) noexcept {
+    if (!a.task_.get() || !b.task_.get()) return a.ex_ == b.ex_ && a.task_.get() == b.task_.get();  // moved-from
     return a.ex_ == b.ex_ && a.task_->ctx == b.task_->ctx;
   }
   friend bool operator!=(const basic_context_executor& a, const basic_context_executor& b) noexcept {
