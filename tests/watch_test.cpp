@@ -296,6 +296,26 @@ TEST(Watch, AWatcherMayStopItselfAndOthersFromItsCallback) {
   EXPECT_EQ(detail::watching(), 0u);
 }
 
+// Move-assigning from a watcher that the target's own callback owns: stopping
+// the old watcher destroys that callback and the source with it, so the source
+// is taken first (it was read after being freed).
+TEST(Watch, AssigningFromAWatcherTheOldCallbackOwnsIsSafe) {
+  context_var<int> v("v");
+  int next_calls = 0;
+  auto next = std::make_shared<watcher>(watch(v, [&](const value_change<int>&) { ++next_calls; }));
+  watcher* src = next.get();
+  watcher w = watch(v, [next](const value_change<int>&) {});
+  next.reset();  // only w's callback keeps *src alive
+  w = std::move(*src);
+  EXPECT_TRUE(w.active());
+  context().run([&] { (void)v.set(1); });
+  EXPECT_EQ(next_calls, 2) << "w now is the watcher it was assigned (the set, and leaving the context)";
+  w.unwatch();
+  EXPECT_EQ(detail::watching(), 0u) << "both watchers stopped: the hot-path flags are clear";
+  context().run([&] { (void)v.set(2); });
+  EXPECT_EQ(next_calls, 2);
+}
+
 TEST(Watch, AWatcherOutlivesItsVariable) {
   recorder r;
   watcher w;

@@ -152,11 +152,13 @@ class [[nodiscard]] watcher {
  public:
   watcher() noexcept = default;  // watches nothing
   watcher(watcher&& o) noexcept = default;
+  // Stops the watcher this one held, last: `o` is taken first, since stopping
+  // destroys the old callback, which may own `o`.
   watcher& operator=(watcher&& o) noexcept {
     if (this != &o) {
-      unwatch();
-      rec_ = std::move(o.rec_);
-    }
+      watcher taken(std::move(o));
+      rec_.swap(taken.rec_);
+    }  // taken now holds the old watcher and stops it
     return *this;
   }
   watcher(const watcher&) = delete;
