@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -276,6 +277,45 @@ TEST(ContextVar, MoveOnlyValuesCanBeSetResetAndPeeked) {
     EXPECT_EQ(**v.peek(), 1);
     v.reset(t1);
     EXPECT_EQ(v.peek(), nullptr);
+  });
+}
+
+// token<T>::old_value() for a T without a copy constructor: the old value
+// itself (the token keeps its box alive), readable after reset, after the
+// token moved, and with an over-aligned T (it did not compile before).
+struct alignas(64) aligned_move_only {
+  std::unique_ptr<int> p;
+  explicit aligned_move_only(int v) : p(std::make_unique<int>(v)) {}
+};
+TEST(Token, OldValueOfAMoveOnlyTypeIsTheOldValueItself) {
+  in_fresh_context([] {
+    context_var<std::unique_ptr<int>> v("v");
+    auto t1 = v.set(std::make_unique<int>(1));
+    EXPECT_EQ(t1.old_value(), std::nullopt) << "Token.MISSING";
+    const int* first = v.peek()->get();
+    auto t2 = v.set(std::make_unique<int>(2));
+    ASSERT_TRUE(t2.old_value());
+    EXPECT_EQ(t2.old_value()->get(), first) << "the same object, not a copy";
+    auto t3 = std::move(t2);
+    ASSERT_TRUE(t3.old_value());
+    EXPECT_EQ(**t3.old_value(), 1);
+    v.reset(t3);
+    EXPECT_EQ(**v.peek(), 1);
+    ASSERT_TRUE(t3.old_value()) << "still readable after reset, as in Python";
+    EXPECT_EQ(t3.old_value()->get(), first);
+    v.reset(t1);
+    EXPECT_EQ(v.peek(), nullptr);
+    EXPECT_EQ(t1.old_value(), std::nullopt);
+
+    context_var<aligned_move_only> a("a");
+    auto ta = a.set(aligned_move_only(5));
+    auto tb = a.set(aligned_move_only(6));
+    ASSERT_TRUE(tb.old_value());
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(&*tb.old_value()) % 64, 0u);
+    EXPECT_EQ(*tb.old_value()->p, 5);
+    a.reset(tb);
+    EXPECT_EQ(*a.peek()->p, 5);
+    a.reset(ta);
   });
 }
 

@@ -53,11 +53,16 @@ class token {
   // (a token may outlive its variable; reset through another variable then
   // throws foreign_token_error rather than touching the dead one).
   const context_var<T>& var() const noexcept { return *var_; }
-  // The value before the set; nullopt is Python's Token.MISSING.
-  // Needs a copyable T (a move-only T's token cannot keep a copy).
+  // The value before the set; nullopt is Python's Token.MISSING. Stays
+  // readable after reset. A copyable T's token keeps a copy; for a T without
+  // a copy constructor it is the old value itself, in the old box the token
+  // keeps alive (such a box holds a std::optional<T>).
   const std::optional<T>& old_value() const noexcept {
-    static_assert(std::is_copy_constructible_v<T>, "token<T>::old_value() needs a copy-constructible T");
-    return old_;
+    if constexpr (detail::boxed_as_optional<T>) {
+      return old_box_ ? detail::box_optional<T>(old_box_.get()) : detail::no_old_value<T>;
+    } else {
+      return old_;
+    }
   }
   // Whether the variable had a value before the set (for any T).
   bool had_old_value() const noexcept { return had_old_; }
@@ -238,7 +243,10 @@ class context_var {
     detail::box_base* const restored = t.old_box_.get();
     if (restored) {
       const T* now = &detail::box_value<T>(restored);
-      c->assign(id_, std::move(t.old_box_), displaced);
+      if constexpr (detail::boxed_as_optional<T>)
+        c->assign(id_, detail::box_ptr(t.old_box_), displaced);  // the token keeps it: old_value()
+      else
+        c->assign(id_, std::move(t.old_box_), displaced);
       remember(now);
     } else {
       c->remove(id_, displaced);

@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cstdint>
 #include <new>
+#include <optional>
 #include <string>
+#include <type_traits>
 #include <typeinfo>
 #include <utility>
 
@@ -88,12 +90,41 @@ inline void dispose_box(box_base* b) noexcept {
   park_shell(this_thread_state(), b);
 }
 
+// What a box holds: T itself, or for a T without a copy constructor a
+// std::optional<T> (always engaged), so that a token can hand out the old
+// value as the `const std::optional<T>&` its interface promises without
+// copying it (it keeps the old box alive instead).
+template <class T>
+inline constexpr bool boxed_as_optional = !std::is_copy_constructible_v<T>;
+template <class T>
+using boxed_t = std::conditional_t<boxed_as_optional<T>, std::optional<T>, T>;
+
 template <class T>
 struct typed_box final : box_base {
-  alignas(T) unsigned char storage[sizeof(T)];
+  using stored = boxed_t<T>;
+  alignas(stored) unsigned char storage[sizeof(stored)];
 
-  T* value() noexcept { return std::launder(reinterpret_cast<T*>(storage)); }
-  const T* value() const noexcept { return std::launder(reinterpret_cast<const T*>(storage)); }
+  stored* held() noexcept { return std::launder(reinterpret_cast<stored*>(storage)); }
+  const stored* held() const noexcept { return std::launder(reinterpret_cast<const stored*>(storage)); }
+  T* value() noexcept {
+    if constexpr (boxed_as_optional<T>)
+      return &**held();
+    else
+      return held();
+  }
+  const T* value() const noexcept {
+    if constexpr (boxed_as_optional<T>)
+      return &**held();
+    else
+      return held();
+  }
+  template <class... A>
+  void construct(A&&... a) {
+    if constexpr (boxed_as_optional<T>)
+      ::new (static_cast<void*>(storage)) stored(std::in_place, std::forward<A>(a)...);
+    else
+      ::new (static_cast<void*>(storage)) stored(std::forward<A>(a)...);
+  }
 
   // Over-aligned T (alignas(64) and up): the aligned forms of operator new and
   // delete; plain `::operator new(size)` only guarantees 16 bytes.
@@ -111,7 +142,7 @@ struct typed_box final : box_base {
       ::operator delete(p);
   }
 
-  static void destroy_value_of(box_base* b) noexcept { static_cast<typed_box*>(b)->value()->~T(); }
+  static void destroy_value_of(box_base* b) noexcept { static_cast<typed_box*>(b)->held()->~stored(); }
   static void free_shell_of(box_base* b) noexcept {
     var_info* i = b->info;
     typed_box* self = static_cast<typed_box*>(b);
@@ -173,7 +204,7 @@ box_ptr make_box(var_info* info, A&&... a) {
   if (slot && slot->info == info) {
     b = static_cast<box*>(std::exchange(slot, nullptr));
     try {
-      ::new (static_cast<void*>(b->storage)) T(std::forward<A>(a)...);
+      b->construct(std::forward<A>(a)...);
     } catch (...) {
       park_shell(st, b);
       throw;
@@ -183,7 +214,7 @@ box_ptr make_box(var_info* info, A&&... a) {
     void* mem = box::allocate();
     b = ::new (mem) box;
     try {
-      ::new (static_cast<void*>(b->storage)) T(std::forward<A>(a)...);
+      b->construct(std::forward<A>(a)...);
     } catch (...) {
       b->~box();
       box::deallocate(mem);
@@ -200,6 +231,15 @@ box_ptr make_box(var_info* info, A&&... a) {
 template <class T>
 const T& box_value(const box_base* b) noexcept {
   return *static_cast<const typed_box<T>*>(b)->value();
+}
+// What such a T's token returns when there was no old value.
+template <class T>
+inline constinit const std::optional<T> no_old_value{};
+// The engaged optional a box of a T without a copy constructor holds.
+template <class T>
+  requires boxed_as_optional<T>
+const std::optional<T>& box_optional(const box_base* b) noexcept {
+  return *static_cast<const typed_box<T>*>(b)->held();
 }
 
 // Frees this thread's spare shell of variable `info`, if parked (called when
