@@ -979,6 +979,30 @@ PyTypeObject* make_context_type() {
 
 }  // namespace
 
+// Gives a pybind11 class CPython's refusal to pickle or copy an object of a C
+// type: "cannot pickle 'Name' object" (the qualified type name from protocol 2
+// on, as object.__reduce_ex__ says it).
+void refuse_pickling(py::object type) {
+  type.attr("__reduce_ex__") = py::cpp_function(
+      [](py::handle self, int protocol) -> py::object {
+        PyTypeObject* tp = Py_TYPE(self.ptr());
+        if (protocol < 2)
+          PyErr_Format(PyExc_TypeError, "cannot pickle '%U' object",
+                       py::str(py::handle(reinterpret_cast<PyObject*>(tp)).attr("__name__")).ptr());
+        else
+          PyErr_Format(PyExc_TypeError, "cannot pickle '%s' object", tp->tp_name);
+        throw py::error_already_set();
+      },
+      py::is_method(type), py::arg("protocol"));
+  type.attr("__reduce__") = py::cpp_function(
+      [](py::handle self) -> py::object {
+        PyErr_Format(PyExc_TypeError, "cannot pickle '%U' object",
+                     py::str(py::handle(reinterpret_cast<PyObject*>(Py_TYPE(self.ptr()))).attr("__name__")).ptr());
+        throw py::error_already_set();
+      },
+      py::is_method(type));
+}
+
 PYBIND11_MODULE(ctxvars, m) {
   m.doc() = "Python's contextvars, implemented on the ctxvars C++ library";
 
@@ -1156,4 +1180,10 @@ PYBIND11_MODULE(ctxvars, m) {
              return py::bool_(!hamt_equal(a.t, other.cast<const Hamt&>().t));
            });
   hamt.attr("__hash__") = py::none();
+
+  // Pickling and copying are refused with the stdlib's TypeError. (Without
+  // this, pickle protocols 0 and 1 and __reduce__() reach pybind11's
+  // constructor through copyreg and abort the interpreter.)
+  for (const char* name : {"ContextVar", "_TokenMissing", "hamt", "_hamt_iterator"})
+    refuse_pickling(m.attr(name));
 }

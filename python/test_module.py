@@ -196,6 +196,30 @@ class CPythonCompatibility(unittest.TestCase):
         self.assertEqual(ours(cases(contextvars)), ours(cases(ctxvars)))
         self.assertEqual(outcome(ctxvars.Token)[1:], ("RuntimeError", "Tokens can only be created by ContextVars"))
 
+    def test_pickling_and_copying_are_refused_with_the_stdlibs_type_error(self):
+        # pickle protocols 0 and 1 and __reduce__() used to abort the interpreter
+        # (pybind11's constructor reached through copyreg).
+        import copy
+        import pickle
+        def cases(mod):
+            v = mod.ContextVar("a")
+            t = v.set(1)
+            objs = [v, t, mod.copy_context()]
+            out = []
+            for o in objs:
+                out += [outcome(pickle.dumps, o, p) for p in range(pickle.HIGHEST_PROTOCOL + 1)]
+                out += [outcome(o.__reduce__), outcome(o.__reduce_ex__, 0), outcome(o.__reduce_ex__, 2),
+                        outcome(copy.copy, o), outcome(copy.deepcopy, o)]
+            v.reset(t)
+            return out
+        self.assertEqual(cases(contextvars), cases(ctxvars))
+        # The module's own types refuse the same way (names are the module's).
+        for o in (ctxvars.Token.MISSING, ctxvars.hamt(), iter(ctxvars.hamt())):
+            for p in range(pickle.HIGHEST_PROTOCOL + 1):
+                self.assertEqual(outcome(pickle.dumps, o, p)[:2], ("raise", "TypeError"), (o, p))
+            self.assertEqual(outcome(o.__reduce__)[:2], ("raise", "TypeError"))
+            self.assertEqual(outcome(copy.copy, o)[:2], ("raise", "TypeError"))
+
 
 async def scenario_tasks(mod, log):
     v = mod.ContextVar("v", default="-")
