@@ -867,8 +867,12 @@ PyTypeObject* make_context_type() {
        METH_NOARGS, nullptr},
       {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
                   +[](PyObject* self, PyObject* const* args, Py_ssize_t nargs) -> PyObject* {
-                    if (nargs < 1 || nargs > 2) {
-                      PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", nargs);
+                    if (nargs < 1) {
+                      PyErr_Format(PyExc_TypeError, "get expected at least 1 argument, got %zd", nargs);
+                      return nullptr;
+                    }
+                    if (nargs > 2) {
+                      PyErr_Format(PyExc_TypeError, "get expected at most 2 arguments, got %zd", nargs);
                       return nullptr;
                     }
                     return guarded([&]() -> PyObject* {
@@ -1043,9 +1047,13 @@ PYBIND11_MODULE(ctxvars, m) {
                                };
                              }));
   var.def(py::init([](py::args args, py::kwargs kwargs) {
-        if (args.size() != 1)
-          throw py::type_error("ContextVar() takes exactly 1 positional argument (" +
-                               std::to_string(args.size()) + " given)");
+        // CPython's argument errors, in its order (PyArg_ParseTupleAndKeywords).
+        if (const std::size_t total = args.size() + kwargs.size(); total > 2)
+          throw py::type_error("ContextVar() takes at most 2 arguments (" + std::to_string(total) + " given)");
+        if (args.size() > 1)
+          throw py::type_error("ContextVar() takes at most 1 positional argument (" + std::to_string(args.size()) +
+                               " given)");
+        if (args.size() < 1) throw py::type_error("ContextVar() takes exactly 1 positional argument (0 given)");
         if (!PyUnicode_Check(args[0].ptr())) throw py::type_error("context variable name must be a str");
         pyref dflt;
         for (auto kv : kwargs) {
@@ -1055,7 +1063,9 @@ PYBIND11_MODULE(ctxvars, m) {
         }
         return new ContextVar(pyref::borrow(args[0]), std::move(dflt));
       }))
-      .def_property_readonly("name", [](const ContextVar& v) { return v.name.object(); })
+      .def_property(
+          "name", [](const ContextVar& v) { return v.name.object(); },
+          [](py::object, py::object) -> void { throw py::attribute_error("readonly attribute"); })
       .def("__repr__", [](py::object self) { return contextvar_repr(*built<ContextVar>(self.ptr()), self.ptr()); });
   contextvar_type = reinterpret_cast<PyTypeObject*>(var.ptr());
   var.attr("__class_getitem__") = py::module_::import("builtins").attr("classmethod")(
@@ -1079,7 +1089,11 @@ PYBIND11_MODULE(ctxvars, m) {
         });
       },
       METH_NOARGS, nullptr};
-  m.add_object("copy_context", py::reinterpret_steal<py::object>(PyCFunction_NewEx(&copy_context_def, nullptr, m.ptr())));
+  // Bound to no object, with the module's name (not the module itself), so that its own
+  // errors read "ctxvars.copy_context() takes no arguments", as the stdlib's do.
+  m.add_object("copy_context",
+               py::reinterpret_steal<py::object>(PyCFunction_NewEx(&copy_context_def, nullptr, py::str("ctxvars").ptr())));
+  m.attr("__all__") = py::make_tuple("Context", "ContextVar", "Token", "copy_context");
 
 
   // ---- hamt ----

@@ -190,6 +190,15 @@ class CPythonCompatibility(unittest.TestCase):
                 outcome(mod.ContextVar, 1),
                 outcome(mod.ContextVar),
                 outcome(mod.Context, 1),
+                outcome(lambda: mod.ContextVar("a", 1)),
+                outcome(lambda: mod.ContextVar("a", default=1, foo=2)),
+                outcome(lambda: mod.ContextVar("a", foo=1)),
+                outcome(lambda: mod.ContextVar(name="a")),
+                outcome(lambda: mod.Context().get()),
+                outcome(lambda: mod.Context().get(v, 1, 2)),
+                outcome(lambda: mod.copy_context(1)),
+                outcome(setattr, v, "name", "b"),
+                outcome(lambda: sorted(mod.__all__)),
             ]
         def ours(results):  # the stdlib's type names, as the module's own
             return [tuple(str(x).replace("_contextvars.", "ctxvars.") for x in r) for r in results]

@@ -127,9 +127,14 @@ auto bind(context c, F&& f) {
 // declared exactly as Asio declares it, for both Asios; the partial
 // specialisations are only instantiated by code that uses Asio. Each block is
 // there only when that Asio is installed (__has_include), so a machine without
-// standalone Asio never sees a namespace ::asio from here. Where it is
-// installed, `namespace asio = boost::asio;` at global scope clashes with this
-// declaration: write a different alias name (say `net`).
+// standalone Asio never sees a namespace ::asio from here.
+//
+// Boost code often writes `namespace asio = boost::asio;`, which clashes with
+// any namespace ::asio. So the standalone block is left out when Boost.Asio
+// was included before this header and standalone Asio was not (a Boost-only
+// translation unit: include Boost first, or <ctxvars/boost_asio.hpp>, which
+// does), or when CTXVARS_NO_STANDALONE_ASIO is defined. Such a translation
+// unit must not then use standalone Asio with bind (docs/coroutines.md).
 namespace ctxvars::detail {
 // The body of the associator specialisation below (one per Asio): what h's
 // Associator says, read through the bound object.
@@ -156,7 +161,9 @@ struct bound_associator {
       : ::ctxvars::detail::bound_associator<Associator, ::ctxvars::detail::bound<F, FreshCopy>, F,          \
                                             DefaultCandidate> {};
 
-#if __has_include(<asio/associator.hpp>)
+#if __has_include(<asio/associator.hpp>) && !defined(CTXVARS_NO_STANDALONE_ASIO) && \
+    !(defined(BOOST_ASIO_DETAIL_CONFIG_HPP) && !defined(ASIO_DETAIL_CONFIG_HPP))
+#define CTXVARS_DETAIL_STANDALONE_ASIO_ASSOCIATOR 1
 namespace asio {
 CTXVARS_DETAIL_BOUND_ASSOCIATORS
 }  // namespace asio
