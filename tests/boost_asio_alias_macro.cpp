@@ -1,6 +1,5 @@
-// The other order: ctxvars first, then the alias — needs CTXVARS_NO_STANDALONE_ASIO
-// (see boost_asio_alias_test.cpp).
-#define CTXVARS_NO_STANDALONE_ASIO 1
+// The other order: ctxvars first, then the alias (CTXVARS_NO_STANDALONE_ASIO is
+// defined for the whole target; see boost_asio_alias_test.cpp).
 #include "ctxvars/ctxvars.hpp"
 
 #include <boost/asio.hpp>

@@ -1,8 +1,8 @@
 // `namespace asio = boost::asio;` — a common Boost idiom — with ctxvars on a
-// machine that also has standalone Asio installed: <ctxvars/bind.hpp> leaves
-// namespace ::asio alone in a Boost-only translation unit (Boost included
-// first), and whenever CTXVARS_NO_STANDALONE_ASIO is defined (the other file of
-// this test, boost_asio_alias_macro.cpp). Each file compiling is half the test;
+// machine that also has standalone Asio installed: with CTXVARS_NO_STANDALONE_ASIO
+// defined for the whole target (tests/CMakeLists.txt), <ctxvars/bind.hpp> leaves
+// namespace ::asio alone, in either include order (Boost first here, ctxvars
+// first in boost_asio_alias_macro.cpp). Each file compiling is half the test;
 // the other half: bind keeps the handler's strand, and the adapter works.
 #include <boost/asio.hpp>
 namespace asio = boost::asio;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "counted.hpp"
 #include "ctxvars/ctxvars.hpp"
@@ -316,6 +317,79 @@ TEST(Token, OldValueOfAMoveOnlyTypeIsTheOldValueItself) {
     a.reset(tb);
     EXPECT_EQ(*a.peek()->p, 5);
     a.reset(ta);
+  });
+}
+
+// Types whose copy may throw or cannot be instantiated although the trait says
+// it exists (std::vector<std::unique_ptr<int>>): set never copies them, the
+// token reads the old box. They did not compile (set instantiated the copy).
+TEST(Token, ContainersOfMoveOnlyValuesSetResetAndKeepTheirOldValue) {
+  in_fresh_context([] {
+    using vec = std::vector<std::unique_ptr<int>>;
+    context_var<vec> v("v");
+    vec a;
+    a.push_back(std::make_unique<int>(1));
+    auto t1 = v.set(std::move(a));
+    vec b;
+    b.push_back(std::make_unique<int>(2));
+    auto t2 = v.set(std::move(b));
+    ASSERT_TRUE(t2.old_value());
+    EXPECT_EQ(*(*t2.old_value())[0], 1);
+    v.reset(t2);
+    EXPECT_EQ(*(*v.peek())[0], 1);
+    EXPECT_EQ(*(*t2.old_value())[0], 1);
+    v.reset(t1);
+    EXPECT_EQ(v.peek(), nullptr);
+  });
+}
+
+// A copy that may throw: never made by set, nor by moving a token (a noexcept
+// move that copied could only terminate on bad_alloc).
+struct throwing_copy_only {
+  static inline int copies = 0;
+  int v;
+  explicit throwing_copy_only(int x) : v(x) {}
+  throwing_copy_only(const throwing_copy_only& o) : v(o.v) { ++copies; }  // may throw: not noexcept
+};
+// Copyable without a throw, but not assignable (a const member).
+struct const_member {
+  const int v;
+};
+struct move_only_const_member {
+  std::unique_ptr<int> p;
+  const int k;
+};
+TEST(Token, TokensOfAnyValueTypeMoveAndMoveAssignWithoutCopyingOrAssigningTheValue) {
+  in_fresh_context([] {
+    context_var<throwing_copy_only> v("v");
+    auto t1 = v.set(throwing_copy_only(1));
+    auto t2 = v.set(throwing_copy_only(2));
+    const int copies = throwing_copy_only::copies;
+    auto t3 = std::move(t2);
+    t1 = std::move(t3);  // t1's own set is abandoned (documented: a token may be dropped)
+    EXPECT_EQ(throwing_copy_only::copies, copies) << "no copy of the value";
+    ASSERT_TRUE(t1.old_value());
+    EXPECT_EQ(t1.old_value()->v, 1);
+    v.reset(t1);
+    EXPECT_EQ(v.peek()->v, 1);
+
+    context_var<const_member> c("c");
+    auto c1 = c.set(const_member{1});
+    auto c2 = c.set(const_member{2});
+    c1 = std::move(c2);  // did not compile: swapped the optional copies by assignment
+    ASSERT_TRUE(c1.old_value());
+    EXPECT_EQ(c1.old_value()->v, 1);
+    c.reset(c1);
+    EXPECT_EQ(c.peek()->v, 1);
+
+    context_var<move_only_const_member> m("m");
+    auto m1 = m.set(move_only_const_member{std::make_unique<int>(1), 1});
+    auto m2 = m.set(move_only_const_member{std::make_unique<int>(2), 2});
+    m1 = std::move(m2);
+    ASSERT_TRUE(m1.old_value());
+    EXPECT_EQ(m1.old_value()->k, 1);
+    m.reset(m1);
+    EXPECT_EQ(*m.peek()->p, 1);
   });
 }
 

@@ -56,7 +56,7 @@
 #include "detail/asio_adapter.hpp"
 
 #ifndef CTXVARS_DETAIL_STANDALONE_ASIO_ASSOCIATOR
-#error "ctxvars: <ctxvars/bind.hpp> left namespace ::asio alone (CTXVARS_NO_STANDALONE_ASIO is defined, or Boost.Asio was included before ctxvars and standalone Asio was not), so bind() cannot forward standalone Asio's associations here: include <asio.hpp> or <ctxvars/asio.hpp> before ctxvars, or do not define CTXVARS_NO_STANDALONE_ASIO (docs/coroutines.md)"
+#error "ctxvars: CTXVARS_NO_STANDALONE_ASIO is defined (for Boost-only programs), so bind() cannot forward standalone Asio's associations: do not define it in a program that uses standalone Asio (docs/coroutines.md)"
 #endif
 
 namespace ctxvars::asio {

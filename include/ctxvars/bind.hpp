@@ -130,11 +130,13 @@ auto bind(context c, F&& f) {
 // standalone Asio never sees a namespace ::asio from here.
 //
 // Boost code often writes `namespace asio = boost::asio;`, which clashes with
-// any namespace ::asio. So the standalone block is left out when Boost.Asio
-// was included before this header and standalone Asio was not (a Boost-only
-// translation unit: include Boost first, or <ctxvars/boost_asio.hpp>, which
-// does), or when CTXVARS_NO_STANDALONE_ASIO is defined. Such a translation
-// unit must not then use standalone Asio with bind (docs/coroutines.md).
+// any namespace ::asio. A program that does and uses only Boost.Asio defines
+// CTXVARS_NO_STANDALONE_ASIO for every file (one compile definition): then
+// the standalone block is left out. Only by that explicit choice — never by
+// guessing from include order, which would give files of one program
+// different definitions of the same associator (an ODR violation: the linker
+// keeps one, and a correctly ordered file loses its strand).
+// <ctxvars/asio.hpp> refuses to build with the macro (docs/coroutines.md).
 namespace ctxvars::detail {
 // The body of the associator specialisation below (one per Asio): what h's
 // Associator says, read through the bound object.
@@ -161,8 +163,7 @@ struct bound_associator {
       : ::ctxvars::detail::bound_associator<Associator, ::ctxvars::detail::bound<F, FreshCopy>, F,          \
                                             DefaultCandidate> {};
 
-#if __has_include(<asio/associator.hpp>) && !defined(CTXVARS_NO_STANDALONE_ASIO) && \
-    !(defined(BOOST_ASIO_DETAIL_CONFIG_HPP) && !defined(ASIO_DETAIL_CONFIG_HPP))
+#if __has_include(<asio/associator.hpp>) && !defined(CTXVARS_NO_STANDALONE_ASIO)
 #define CTXVARS_DETAIL_STANDALONE_ASIO_ASSOCIATOR 1
 namespace asio {
 CTXVARS_DETAIL_BOUND_ASSOCIATORS

@@ -33,7 +33,7 @@ class token {
       : var_(o.var_),
         var_id_(o.var_id_),
         ctx_id_(o.ctx_id_),
-        old_(std::move(o.old_)),
+        old_(std::move_if_noexcept(o.old_)),  // a copy when T's move may throw (its copy cannot)
         old_box_(std::move(o.old_box_)),
         had_old_(o.had_old_),
         state_(std::exchange(o.state_, state::moved_from)) {}
@@ -54,8 +54,8 @@ class token {
   // throws foreign_token_error rather than touching the dead one).
   const context_var<T>& var() const noexcept { return *var_; }
   // The value before the set; nullopt is Python's Token.MISSING. Stays
-  // readable after reset. A copyable T's token keeps a copy; for a T without
-  // a copy constructor it is the old value itself, in the old box the token
+  // readable after reset. For a T with a nothrow copy the token keeps a copy;
+  // for any other T it is the old value itself, in the old box the token
   // keeps alive (such a box holds a std::optional<T>).
   const std::optional<T>& old_value() const noexcept {
     if constexpr (detail::boxed_as_optional<T>) {
@@ -79,7 +79,15 @@ class token {
     swap(var_, o.var_);
     swap(var_id_, o.var_id_);
     swap(ctx_id_, o.ctx_id_);
-    swap(old_, o.old_);
+    if constexpr (!detail::boxed_as_optional<T>) {
+      // By construction, not assignment: T may be nothrow-copyable yet not
+      // assignable (a const member).
+      std::optional<T> mine(std::move_if_noexcept(old_));
+      old_.reset();
+      if (o.old_) old_.emplace(std::move_if_noexcept(*o.old_));
+      o.old_.reset();
+      if (mine) o.old_.emplace(std::move_if_noexcept(*mine));
+    }
     std::swap(old_box_, o.old_box_);
     swap(had_old_, o.had_old_);
     swap(state_, o.state_);
@@ -88,7 +96,9 @@ class token {
   const context_var<T>* var_;
   std::uint64_t var_id_;
   std::uint64_t ctx_id_;
-  std::optional<T> old_;
+  struct no_copy {};
+  // The copy of the old value (T with a nothrow copy only; see old_value()).
+  [[no_unique_address]] std::conditional_t<detail::boxed_as_optional<T>, no_copy, std::optional<T>> old_;
   detail::box_ptr old_box_;  // the displaced box, reinstalled by reset without allocating
   bool had_old_ = false;
   state state_ = state::live;
@@ -206,12 +216,6 @@ class context_var {
     detail::context_impl* c = detail::this_thread_state().current;
     if (CTXVARS_UNLIKELY(!c)) c = detail::writable_context();
     token<T> t(this, id_, c->id);
-    // The token's copy of the old value: taken before the change when copying
-    // may throw (then nothing changed), after it when it cannot. A move-only T
-    // has no copy: its tokens still reset, but have no old_value().
-    if constexpr (std::is_copy_constructible_v<T> && !std::is_nothrow_copy_constructible_v<T>) {
-      if (const detail::box_ptr* p = c->map.find(id_, id_)) t.old_.emplace(detail::box_value<T>(p->get()));
-    }
     detail::box_base* const added = box.get();
     const T* now = &detail::box_value<T>(added);
     c->assign(id_, std::move(box), t.old_box_);
@@ -223,7 +227,9 @@ class context_var {
     // this variable again, displacing (and freeing) `added`.
     if (CTXVARS_UNLIKELY(detail::watching() & detail::watching_values))
       detail::notify_value(id_, t.old_box_.get(), added);
-    if constexpr (std::is_nothrow_copy_constructible_v<T>) {
+    // The token's copy of the old value, for a T whose copy cannot throw (any
+    // other T's token reads the old box itself: see token::old_value()).
+    if constexpr (!detail::boxed_as_optional<T>) {
       if (t.old_box_) t.old_.emplace(detail::box_value<T>(t.old_box_.get()));
     }
     return t;

@@ -90,12 +90,15 @@ inline void dispose_box(box_base* b) noexcept {
   park_shell(this_thread_state(), b);
 }
 
-// What a box holds: T itself, or for a T without a copy constructor a
-// std::optional<T> (always engaged), so that a token can hand out the old
-// value as the `const std::optional<T>&` its interface promises without
-// copying it (it keeps the old box alive instead).
+// What a box holds: T itself, or a std::optional<T> (always engaged) for a T
+// whose copy may throw or does not exist (move-only types, std::string,
+// containers — std::vector<std::unique_ptr<X>> claims a copy constructor that
+// does not compile). A token hands out the old value as the
+// `const std::optional<T>&` its interface promises: a copy it keeps for a T
+// with a nothrow copy (ints, pointers, small structs), otherwise the old box's
+// optional itself, keeping the box alive — so set never copies such a T.
 template <class T>
-inline constexpr bool boxed_as_optional = !std::is_copy_constructible_v<T>;
+inline constexpr bool boxed_as_optional = !std::is_nothrow_copy_constructible_v<T>;
 template <class T>
 using boxed_t = std::conditional_t<boxed_as_optional<T>, std::optional<T>, T>;
 
