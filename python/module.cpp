@@ -987,24 +987,18 @@ PyTypeObject* make_context_type() {
 // type: "cannot pickle 'Name' object" (the qualified type name from protocol 2
 // on, as object.__reduce_ex__ says it).
 void refuse_pickling(py::object type) {
-  type.attr("__reduce_ex__") = py::cpp_function(
-      [](py::handle self, int protocol) -> py::object {
-        PyTypeObject* tp = Py_TYPE(self.ptr());
-        if (protocol < 2)
-          PyErr_Format(PyExc_TypeError, "cannot pickle '%U' object",
-                       py::str(py::handle(reinterpret_cast<PyObject*>(tp)).attr("__name__")).ptr());
-        else
-          PyErr_Format(PyExc_TypeError, "cannot pickle '%s' object", tp->tp_name);
-        throw py::error_already_set();
-      },
-      py::is_method(type), py::arg("protocol"));
-  type.attr("__reduce__") = py::cpp_function(
-      [](py::handle self) -> py::object {
-        PyErr_Format(PyExc_TypeError, "cannot pickle '%U' object",
-                     py::str(py::handle(reinterpret_cast<PyObject*>(Py_TYPE(self.ptr()))).attr("__name__")).ptr());
-        throw py::error_already_set();
-      },
-      py::is_method(type));
+  // Protocols 0 and 1 (and __reduce__) name the type by its __name__, later ones by tp_name.
+  static constexpr auto refuse = [](py::handle self, int protocol) -> py::object {
+    PyTypeObject* tp = Py_TYPE(self.ptr());
+    if (protocol < 2)
+      PyErr_Format(PyExc_TypeError, "cannot pickle '%U' object",
+                   py::str(py::handle(reinterpret_cast<PyObject*>(tp)).attr("__name__")).ptr());
+    else
+      PyErr_Format(PyExc_TypeError, "cannot pickle '%s' object", tp->tp_name);
+    throw py::error_already_set();
+  };
+  type.attr("__reduce_ex__") = py::cpp_function(refuse, py::is_method(type), py::arg("protocol"));
+  type.attr("__reduce__") = py::cpp_function([](py::handle self) { return refuse(self, 0); }, py::is_method(type));
 }
 
 PYBIND11_MODULE(ctxvars, m) {

@@ -326,15 +326,12 @@ class basic_context_executor {
 
   const Executor& get_inner_executor() const noexcept { return ex_; }
   // The context every function submitted here runs in.
-  ctxvars::context get_context() const {
-    if (CTXVARS_UNLIKELY(!task_.get())) throw_moved_from_context_executor();
-    return context_access::make(task_->ctx);
-  }
+  ctxvars::context get_context() const { return context_access::make(live_task()->ctx); }
   const task_ref& task() const noexcept { return task_; }
 
   template <class F>
   void execute(F&& f) const {
-    if (CTXVARS_UNLIKELY(!task_.get())) throw_moved_from_context_executor();
+    (void)live_task();
     Traits::execute(ex_, in_context<Traits, Executor, std::decay_t<F>>{*this, std::forward<F>(f)});
   }
 
@@ -366,6 +363,11 @@ class basic_context_executor {
   }
 
  private:
+  // The task, or std::logic_error for a moved-from executor.
+  task_block* live_task() const {
+    if (CTXVARS_UNLIKELY(!task_.get())) throw_moved_from_context_executor();
+    return task_.get();
+  }
   Executor ex_;
   task_ref task_;
 };
