@@ -1,0 +1,166 @@
+// Which ctxvars context is current: the carrier (carrier.hpp).
+#include "carrier.hpp"
+
+#include "cpython_layout.hpp"
+#include "gc.hpp"
+
+namespace ctxvars_python {
+
+namespace {
+
+// The Binding of the current stdlib context (new reference), or nullptr.
+PyObject* current_binding() {
+  PyObject* b = nullptr;
+  if (PyContextVar_Get(carrier, nullptr, &b) < 0) throw py::error_already_set();
+  return b;
+}
+
+// ---- Is a Binding reachable from the current stdlib context only? ----
+// The layouts of CPython 3.11's HAMT (Python/hamt.c): a stdlib context's mapping
+// is a HAMT; a copy of the context shares it, and a copy that later diverged still
+// shares the nodes it did not change. A Binding may be written in place only when
+// nothing but the current context can reach it: its mapping is held once, every
+// node on the path to the carrier's entry is held once, and the Binding is held by
+// that one node (plus the caller's reference).
+
+// True if `binding` (of which the caller holds one reference) is reachable from the
+// current stdlib context only. False whenever unsure.
+bool exclusive(PyObject* stdlib_ctx, PyObject* binding) noexcept {
+  PyObject* vars = vars_of(stdlib_ctx);
+  if (!vars || Py_REFCNT(vars) != 1 || Py_REFCNT(binding) != 2) return false;
+  const Py_hash_t h = reinterpret_cast<contextvar_layout*>(carrier)->var_hash;
+  const auto hash = static_cast<uint32_t>(static_cast<int32_t>(h & 0xffffffffL) ^ static_cast<int32_t>(h >> 32));
+  PyObject* node = reinterpret_cast<hamt_layout*>(vars)->h_root;
+  for (uint32_t shift = 0; node && shift < 40; shift += 5) {
+    if (Py_REFCNT(node) != 1) return false;
+    switch (kind_of(node)) {
+      case node_kind::bitmap: {
+        auto* n = reinterpret_cast<hamt_bitmap_layout*>(node);
+        const uint32_t bit = 1u << ((hash >> shift) & 0x1f);
+        if (!(n->b_bitmap & bit)) return false;
+        const auto idx = static_cast<std::size_t>(ctxvars::detail::hamt::popcount32(n->b_bitmap & (bit - 1)));
+        PyObject* key = n->b_array[2 * idx];
+        PyObject* val = n->b_array[2 * idx + 1];
+        if (!key) {
+          node = val;  // a sub-node
+          continue;
+        }
+        return key == carrier && val == binding;
+      }
+      case node_kind::array:
+        node = reinterpret_cast<hamt_array_layout*>(node)->a_array[(hash >> shift) & 0x1f];
+        continue;
+      case node_kind::collision: {
+        auto* n = reinterpret_cast<hamt_collision_layout*>(node);
+        for (Py_ssize_t i = 0; i + 1 < Py_SIZE(n); i += 2)
+          if (n->c_array[i] == carrier) return n->c_array[i + 1] == binding;
+        return false;
+      }
+      case node_kind::unknown:
+        return false;
+    }
+  }
+  return false;
+}
+
+// The current stdlib context (borrowed), created if this thread has none yet.
+PyObject* current_stdlib_context() {
+  PyThreadState* ts = PyThreadState_Get();
+  if (!ts->context) {
+    PyObject* c = PyContext_CopyCurrent();  // creates the thread's context
+    if (!c) throw py::error_already_set();
+    Py_DECREF(c);
+  }
+  return ts->context;
+}
+
+}  // namespace
+
+PyTypeObject* make_binding_type() {
+  static PyType_Slot slots[] = {
+      {Py_tp_dealloc, reinterpret_cast<void*>(+[](PyObject* self) {
+         PyTypeObject* tp = Py_TYPE(self);
+         PyObject_GC_UnTrack(self);
+         binding_of(self)->~Binding();
+         tp->tp_free(self);
+         Py_DECREF(tp);
+       })},
+      {Py_tp_traverse, reinterpret_cast<void*>(+[](PyObject* self, visitproc visit, void* arg) -> int {
+         Py_VISIT(Py_TYPE(self));
+         const Binding* b = binding_of(self);
+         if (!b->owns_ctx) return 0;
+         return visit_context(b->ctx, visit, arg);
+       })},
+      {Py_tp_clear, reinterpret_cast<void*>(+[](PyObject* self) -> int {
+         Binding* b = binding_of(self);
+         ctxvars::context dropped = b->ctx;
+         b->ctx = ctxvars::context();
+         return 0;
+       })},
+      {0, nullptr}};
+  static PyType_Spec spec = {"ctxvars._Binding", sizeof(BindingObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+                             slots};
+  PyObject* t = PyType_FromSpec(&spec);
+  if (!t) throw py::error_already_set();
+  return reinterpret_cast<PyTypeObject*>(t);
+}
+
+// `c` is taken in, not copied (moving a handle would retain and release). The
+// caller evaluates it before this allocates: PyObject_GC_New may run a collection,
+// whose finalizers may set variables and so rebind the current stdlib context.
+Binding& bind_here(ctxvars::context c, bool owns_ctx) {
+  PyObject* here = current_stdlib_context();
+  auto* raw = PyObject_GC_New(BindingObject, binding_type);
+  if (!raw) throw py::error_already_set();
+  new (&raw->b) Binding{ctxvars::detail::context_access::take(c), {}, owns_ctx};
+  PyObject_GC_Track(raw);
+  pyref obj = pyref::steal(reinterpret_cast<PyObject*>(raw));
+  Binding& b = raw->b;
+  b.owner = checked(PyWeakref_NewRef(here, nullptr));
+  checked(PyContextVar_Set(carrier, obj.get()));  // the token, dropped at once
+  return b;  // kept alive by the stdlib context's mapping
+}
+
+// The ctxvars context to read in the current stdlib context (empty handle: none yet).
+const Binding* readable_binding(pyref& keep) {
+  PyObject* b = current_binding();
+  keep = pyref::steal(b);
+  return b ? binding_of(b) : nullptr;
+}
+// The ctxvars context the current stdlib context writes to, bound on first write.
+// In place when no other stdlib context can reach the Binding; else the owner
+// freezes the shared Binding on a snapshot (the state every sharer saw) and binds
+// its own context afresh; anyone else binds a copy (copy on first write).
+ctxvars::context& writable() {
+  PyObject* bobj = current_binding();
+  PyObject* here = current_stdlib_context();
+  struct owned {  // our reference to the Binding (the GIL is held throughout)
+    PyObject* p;
+    ~owned() { Py_XDECREF(p); }
+  } keep{bobj};
+  Binding* b = bobj ? binding_of(bobj) : nullptr;
+  if (run_top && run_top->stdlib == here && !(b && owned_here(*b, here))) {
+    // The first write inside Context.run: the Context's own context.
+    return bind_here(*run_top->ctx, false).ctx;
+  }
+  if (b && owned_here(*b, here)) {
+    if (exclusive(here, bobj)) return b->ctx;
+    const bool owns = b->owns_ctx;
+    ctxvars::context snap = b->ctx.copy();
+    Binding& fresh = bind_here(b->ctx, owns);
+    b->ctx = std::move(snap);
+    b->owns_ctx = true;
+    b->owner = pyref();
+    return fresh.ctx;
+  }
+  return bind_here(b ? b->ctx.copy() : ctxvars::context(), true).ctx;
+}
+
+// A copy of the current ctxvars context (copy_context()).
+ctxvars::context copy_current() {
+  pyref keep;
+  const Binding* b = readable_binding(keep);
+  return b ? b->ctx.copy() : ctxvars::context();
+}
+
+}  // namespace ctxvars_python

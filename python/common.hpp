@@ -1,0 +1,133 @@
+// What every file of the Python module shares: an owned PyObject reference that may
+// be released on any thread, the entry a context holds for a Python variable, access
+// to pybind11 instances, and the C++-exception-to-Python-error boundary.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <ctxvars/ctxvars.hpp>
+
+#include <cstdio>
+#include <string>
+#include <utility>
+
+namespace ctxvars_python {
+
+namespace py = pybind11;
+
+// True if the calling thread holds the GIL. The thread state holding the GIL is
+// that of a live thread, so equal thread ids mean this thread. (PyGILState_Check
+// costs a TSS look-up; this is two loads and pthread_self.)
+[[gnu::tls_model("initial-exec")]] inline constinit thread_local unsigned long cached_thread_ident = 0;
+inline bool this_thread_holds_gil() noexcept {
+  PyThreadState* holder = _PyThreadState_UncheckedGet();
+  if (!holder) return false;
+  unsigned long me = cached_thread_ident;
+  if (!me) me = cached_thread_ident = PyThread_get_thread_ident();
+  return holder->thread_id == me;
+}
+
+// An owned PyObject reference. Copies and destruction may happen where the
+// C++ core copies or drops values: copies always under the GIL (inside calls
+// from Python); a destruction at thread exit takes the GIL if the interpreter
+// is still alive, and otherwise leaks the reference (nothing left to free it).
+class pyref {
+ public:
+  pyref() noexcept = default;
+  static pyref borrow(PyObject* o) noexcept {
+    Py_XINCREF(o);
+    return pyref(o);
+  }
+  static pyref borrow(const py::handle& h) noexcept { return borrow(h.ptr()); }
+  static pyref steal(PyObject* o) noexcept { return pyref(o); }
+  pyref(const pyref& o) noexcept : p_(o.p_) { Py_XINCREF(p_); }
+  pyref(pyref&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  pyref& operator=(pyref o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  ~pyref() { drop(p_); }
+  PyObject* get() const noexcept { return p_; }
+  py::object object() const { return py::reinterpret_borrow<py::object>(p_); }
+
+ private:
+  explicit pyref(PyObject* o) noexcept : p_(o) {}
+  // The common case (this thread holds the GIL) inline; the rest out of line.
+  static void drop(PyObject* o) noexcept {
+    if (!o) return;
+    if (CTXVARS_LIKELY(this_thread_holds_gil())) {
+      Py_DECREF(o);
+      return;
+    }
+    drop_without_gil(o);
+  }
+  [[gnu::noinline]] static void drop_without_gil(PyObject* o) noexcept {
+    // After finalisation (a thread-exit or static destructor) there is no
+    // interpreter to give the reference back to.
+    if (!Py_IsInitialized()) return;
+    if (PyGILState_Check()) {
+      Py_DECREF(o);
+    } else if (Py_IsInitialized() && !_Py_IsFinalizing()) {
+      PyGILState_STATE s = PyGILState_Ensure();
+      Py_DECREF(o);
+      PyGILState_Release(s);
+    }
+  }
+  PyObject* p_ = nullptr;
+};
+
+// A new reference from the C API, or the Python error as an exception.
+inline pyref checked(PyObject* new_ref) {
+  if (!new_ref) throw py::error_already_set();
+  return pyref::steal(new_ref);
+}
+
+// What a context holds for a Python variable: the ContextVar object (the key
+// Python code iterates over) and the value.
+struct py_entry {
+  pyref var;
+  pyref value;
+};
+
+// Token.MISSING; deliberately never released (it must outlive every token,
+// including those destroyed after the interpreter finalised).
+inline PyObject* missing_sentinel = nullptr;
+
+inline std::string repr_of(PyObject* o) {
+  return py::str(py::repr(py::handle(o))).cast<std::string>();
+}
+inline std::string address_of(const void* p) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%p", p);
+  return buf;
+}
+
+// ---- Access to pybind11 instances ---------------------------------------------------
+
+// The C++ object inside a pybind11 instance of a simple (single, non-polymorphic) type,
+// or nullptr if it was never built: the garbage collector may visit an instance whose
+// __init__ never ran (Context.__new__(Context), or __init__ raised).
+template <class T>
+T* built(PyObject* self) noexcept {
+  auto* inst = reinterpret_cast<py::detail::instance*>(self);
+  if (!inst->simple_layout || !inst->simple_holder_constructed) return nullptr;
+  return static_cast<T*>(inst->simple_value_holder[0]);
+}
+
+
+// Runs f() and turns C++ exceptions into a Python error (returns nullptr).
+template <class F>
+PyObject* guarded(F&& f) noexcept {
+  try {
+    return f();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+}  // namespace ctxvars_python
