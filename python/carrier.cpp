@@ -132,19 +132,26 @@ const Binding* readable_binding(pyref& keep) {
 // freezes the shared Binding on a snapshot (the state every sharer saw) and binds
 // its own context afresh; anyone else binds a copy (copy on first write).
 ctxvars::context& writable() {
-  PyObject* bobj = current_binding();
+  // The stdlib context first: creating it allocates, and a collection there may run
+  // finalizers that write (and bind). Nothing below allocates until bind_here.
   PyObject* here = current_stdlib_context();
+  PyObject* bobj = current_binding();
   struct owned {  // our reference to the Binding (the GIL is held throughout)
     PyObject* p;
     ~owned() { Py_XDECREF(p); }
   } keep{bobj};
   Binding* b = bobj ? binding_of(bobj) : nullptr;
+  if (b && owned_here(*b, here) && exclusive(here, bobj)) return b->ctx;  // in place
+  // From the state read above to its binding, no collection: bind_here allocates, and a
+  // finalizer run by a collection there could set a variable, binding its own write
+  // in this stdlib context, which our binding would then replace (issue 18, bug 6).
+  // Declared after `keep`, so collections resume before the old Binding is released.
+  const gc_paused no_collection;
   if (run_top && run_top->stdlib == here && !(b && owned_here(*b, here))) {
     // The first write inside Context.run: the Context's own context.
     return bind_here(*run_top->ctx, false).ctx;
   }
   if (b && owned_here(*b, here)) {
-    if (exclusive(here, bobj)) return b->ctx;
     const bool owns = b->owns_ctx;
     ctxvars::context snap = b->ctx.copy();
     Binding& fresh = bind_here(b->ctx, owns);

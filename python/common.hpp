@@ -115,6 +115,18 @@ T* built(PyObject* self) noexcept {
 }
 
 
+// No automatic collection (and so no finalizer) for the scope: for windows between
+// reading state and publishing what was built from it, when the publishing allocates.
+struct gc_paused {
+  int was_enabled = PyGC_Disable();
+  gc_paused() = default;
+  gc_paused(const gc_paused&) = delete;
+  gc_paused& operator=(const gc_paused&) = delete;
+  ~gc_paused() {
+    if (was_enabled) PyGC_Enable();
+  }
+};
+
 // Runs f() and turns C++ exceptions into a Python error (returns nullptr).
 template <class F>
 PyObject* guarded(F&& f) noexcept {

@@ -29,6 +29,16 @@ PyObject* new_context(ctxvars::context c, pyref s) {
 }
 
 // The (var, value) pairs of a context that Python variables put there.
+// A Context seen from Python is the mapping of its Python variables: entries that
+// C++ variables put there (through calling_context) have no ContextVar to be keyed
+// by, and len, iteration, keys/values/items, `in` and == all leave them out.
+std::size_t python_size(const ctxvars::context& c) {
+  std::size_t n = 0;
+  for (auto e : c)
+    if (e.get_if<py_entry>()) ++n;
+  return n;
+}
+
 std::vector<std::pair<py::object, py::object>> items_of(const ctxvars::context& c) {
   std::vector<std::pair<py::object, py::object>> out;
   for (auto e : c)
@@ -185,7 +195,8 @@ PyTypeObject* make_context_type() {
          }
        })},
       {Py_mp_length, reinterpret_cast<void*>(+[](PyObject* self) -> Py_ssize_t {
-         return static_cast<Py_ssize_t>(context_of(self).ctx.size());
+         // O(n): the C++ entries are counted out (see python_size).
+         return static_cast<Py_ssize_t>(python_size(context_of(self).ctx));
        })},
       {Py_tp_iter, reinterpret_cast<void*>(+[](PyObject* self) -> PyObject* {
          PyObject* keys = context_list(self, 0);
@@ -202,7 +213,7 @@ PyTypeObject* make_context_type() {
            bool eq = true;
            if (!(x.ctx == y.ctx)) {
              auto ix = items_of(x.ctx);
-             if (ix.size() != y.ctx.size()) eq = false;
+             if (ix.size() != python_size(y.ctx)) eq = false;
              for (std::size_t i = 0; eq && i < ix.size(); ++i) {
                auto e = y.ctx.get(built<ContextVar>(ix[i].first.ptr())->var);
                if (!e) {

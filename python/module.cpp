@@ -41,9 +41,46 @@ void refuse_pickling(py::object type) {
   type.attr("__reduce__") = py::cpp_function([](py::handle self) { return refuse(self, 0); }, py::is_method(type));
 }
 
+void init_module(py::module_& m);
+
+// The module itself, made once per process and handed out again on a later import.
+PyObject* the_module = nullptr;
+
 }  // namespace
 
-PYBIND11_MODULE(ctxvars, m) {
+// The module's init, written out instead of PYBIND11_MODULE so that subinterpreters are
+// refused before pybind11 touches its process-wide internals (pybind11 2.10's
+// get_internals hangs when a subinterpreter is the first to call it, and a type made
+// in one interpreter must not be used or freed in another). The C++ core's state is
+// per process too. m_size is 0, not -1: a subinterpreter importing after the main
+// interpreter then calls this function again (with -1 CPython would hand it a copy
+// of the main interpreter's module dict, with its types and carrier).
+extern "C" PYBIND11_EXPORT PyObject* PyInit_ctxvars();
+extern "C" PYBIND11_EXPORT PyObject* PyInit_ctxvars() {
+  if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+    PyErr_SetString(PyExc_ImportError,
+                    "ctxvars cannot be imported in a subinterpreter: it keeps one state per process "
+                    "(import it in the main interpreter)");
+    return nullptr;
+  }
+  if (the_module) return Py_NewRef(the_module);
+  PYBIND11_CHECK_PYTHON_VERSION
+  PYBIND11_ENSURE_INTERNALS_READY
+  static PyModuleDef def = {PyModuleDef_HEAD_INIT, "ctxvars", nullptr, 0, nullptr, nullptr, nullptr, nullptr, nullptr};
+  PyObject* raw = PyModule_Create(&def);
+  if (!raw) return nullptr;
+  auto m = py::reinterpret_steal<py::module_>(raw);
+  try {
+    init_module(m);
+    the_module = Py_NewRef(m.ptr());  // never released: the module's types and carrier live as long
+    return m.release().ptr();
+  }
+  PYBIND11_CATCH_INIT_EXCEPTIONS
+}
+
+namespace {
+
+void init_module(py::module_& m) {
   m.doc() = "Python's contextvars, implemented on the ctxvars C++ library";
 
   // ---- the carrier and the Binding type ----
@@ -64,3 +101,5 @@ PYBIND11_MODULE(ctxvars, m) {
   for (const char* name : {"ContextVar", "_TokenMissing", "hamt", "_hamt_iterator"})
     refuse_pickling(m.attr(name));
 }
+
+}  // namespace

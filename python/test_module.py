@@ -161,6 +161,47 @@ class FinalizersInsideWrites(unittest.TestCase):
             gc.set_threshold(*old)
 
 
+    def test_a_finalizers_write_during_a_tasks_first_set_is_kept(self):
+        # Issue 18, bug 6: the task's first set copies the context it inherited and
+        # binds the copy; a collection inside that binding ran a finalizer whose write
+        # was bound first and then replaced by the older copy.
+        old = gc.get_threshold()
+
+        def scenario(mod, threshold):
+            v = mod.ContextVar("v")
+            w = mod.ContextVar("w", default="unset")
+
+            class SetsOnDeath:
+                def __del__(self):
+                    w.set("from-del")
+
+            async def task():
+                gc.collect()
+                gc.set_threshold(threshold)
+                try:
+                    a = SetsOnDeath()
+                    a.me = a
+                    del a
+                    v.set(1)  # the task's first write: a collection may run inside
+                finally:
+                    gc.set_threshold(*old)
+                gc.collect()  # the finalizer has run by now, in this task
+                return v.get(), w.get()
+
+            async def main():
+                v.set(0)  # the task inherits a context with a value
+                return await asyncio.create_task(task())
+
+            return asyncio.run(main())
+
+        try:
+            for threshold in range(1, 8):
+                for mod in MODULES:
+                    self.assertEqual(scenario(mod, threshold), (1, "from-del"), f"{mod.__name__}, threshold {threshold}")
+        finally:
+            gc.set_threshold(*old)
+
+
 class CPythonCompatibility(unittest.TestCase):
     def test_a_name_with_a_lone_surrogate_is_accepted_and_kept(self):
         for mod in MODULES:

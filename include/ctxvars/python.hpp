@@ -22,6 +22,7 @@
 #pragma once
 
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>  // std::optional<T> for get(default), and most T's conversions
 
 #include <cstdint>
 #include <optional>
@@ -53,7 +54,21 @@ struct api_v1 {
 inline const api_v1& api() {
   static const api_v1* const p = [] {
     auto* a = static_cast<const api_v1*>(PyCapsule_Import("ctxvars._api_v1", 0));
-    if (!a) throw pybind11::error_already_set();
+    if (!a) {
+      // PyCapsule_Import's own message names neither the cause nor the cure.
+      PyObject *type, *value, *tb;
+      PyErr_Fetch(&type, &value, &tb);
+      PyErr_NormalizeException(&type, &value, &tb);
+      PyErr_Format(PyExc_ImportError,
+                   "this extension uses ctxvars::python, which needs the `ctxvars` Python module: "
+                   "install it (pip install <ctxvars source folder>, or cmake --install with "
+                   "CTXVARS_WITH_PYTHON=ON) or put its build folder on PYTHONPATH (%S)",
+                   value ? value : Py_None);
+      Py_XDECREF(type);
+      Py_XDECREF(value);
+      Py_XDECREF(tb);
+      throw pybind11::error_already_set();
+    }
     return a;
   }();
   return *p;
@@ -98,40 +113,44 @@ template <class T>
 pybind11::object expose(pybind11::module_& m, const char* name, context_var<T>& var) {
   namespace py = pybind11;
   using token_t = ctxvars::token<T>;
+  // The two classes are registered once per T for the whole process: pybind11 keeps
+  // one registry for every extension, so a second variable of the same T (here or in
+  // another extension) reuses them. Names come from the first variable exposed.
   const std::string type_name = std::string("_") + name + "_var";
-  py::class_<token_t>(m, (type_name + "_token").c_str())
-      .def_property_readonly("used", &token_t::used);
-  py::class_<exposed_var<T>>(m, type_name.c_str())
-      .def_property_readonly("name", [](const exposed_var<T>& e) { return std::string(e.var().name()); })
-      .def(
-          "get",
-          [](const exposed_var<T>& e, std::optional<T> fallback) -> T {
-            calling_context here;
-            if (fallback) return e.var().get(std::move(*fallback));
-            std::optional<T> v = e.var().try_get();
-            if (!v) {
-              PyErr_SetString(PyExc_LookupError, std::string(e.var().name()).c_str());
-              throw py::error_already_set();
-            }
-            return std::move(*v);
-          },
-          py::arg("default") = py::none())
-      .def("set",
-           [](exposed_var<T>& e, T value) {
-             calling_context here;
-             return e.var().set(std::move(value));
-           })
-      .def("reset", [](exposed_var<T>& e, token_t& t) {
-        calling_context here;
-        try {
-          e.var().reset(t);
-        } catch (const used_token_error& x) {
-          PyErr_SetString(PyExc_RuntimeError, x.what());
-          throw py::error_already_set();
-        } catch (const foreign_token_error& x) {
-          throw py::value_error(x.what());
-        }
-      });
+  if (!py::detail::get_type_info(typeid(token_t)))
+    py::class_<token_t>(m, (type_name + "_token").c_str()).def_property_readonly("used", &token_t::used);
+  if (!py::detail::get_type_info(typeid(exposed_var<T>)))
+    py::class_<exposed_var<T>>(m, type_name.c_str())
+        .def_property_readonly("name", [](const exposed_var<T>& e) { return std::string(e.var().name()); })
+        .def(
+            "get",
+            [](const exposed_var<T>& e, std::optional<T> fallback) -> T {
+              calling_context here;
+              if (fallback) return e.var().get(std::move(*fallback));
+              std::optional<T> v = e.var().try_get();
+              if (!v) {
+                PyErr_SetString(PyExc_LookupError, std::string(e.var().name()).c_str());
+                throw py::error_already_set();
+              }
+              return std::move(*v);
+            },
+            py::arg("default") = py::none())
+        .def("set",
+             [](exposed_var<T>& e, T value) {
+               calling_context here;
+               return e.var().set(std::move(value));
+             })
+        .def("reset", [](exposed_var<T>& e, token_t& t) {
+          calling_context here;
+          try {
+            e.var().reset(t);
+          } catch (const used_token_error& x) {
+            PyErr_SetString(PyExc_RuntimeError, x.what());
+            throw py::error_already_set();
+          } catch (const foreign_token_error& x) {
+            throw py::value_error(x.what());
+          }
+        });
   py::object obj = py::cast(exposed_var<T>(var));
   m.attr(name) = obj;
   return obj;
