@@ -1,5 +1,5 @@
 // The C API for C++ extensions (<ctxvars/python.hpp>), published as the capsule
-// `ctxvars._api_v1`.
+// `ctxvars._api_v2`.
 #pragma once
 
 #include <ctxvars/python.hpp>

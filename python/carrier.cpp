@@ -23,21 +23,21 @@ PyObject* current_binding() {
 // node on the path to the carrier's entry is held once, and the Binding is held by
 // that one node (plus the caller's reference).
 
-// True if `binding` (of which the caller holds one reference) is reachable from the
-// current stdlib context only. False whenever unsure.
-bool exclusive(PyObject* stdlib_ctx, PyObject* binding) noexcept {
+// The carrier's value in `stdlib_ctx` if the path to it (the mapping and every node on
+// the way) is held once, else nullptr. Reads no reference count but those.
+PyObject* carrier_entry(PyObject* stdlib_ctx) noexcept {
   PyObject* vars = vars_of(stdlib_ctx);
-  if (!vars || Py_REFCNT(vars) != 1 || Py_REFCNT(binding) != 2) return false;
+  if (!vars || Py_REFCNT(vars) != 1) return nullptr;
   const Py_hash_t h = reinterpret_cast<contextvar_layout*>(carrier)->var_hash;
   const auto hash = static_cast<uint32_t>(static_cast<int32_t>(h & 0xffffffffL) ^ static_cast<int32_t>(h >> 32));
   PyObject* node = reinterpret_cast<hamt_layout*>(vars)->h_root;
   for (uint32_t shift = 0; node && shift < 40; shift += 5) {
-    if (Py_REFCNT(node) != 1) return false;
+    if (Py_REFCNT(node) != 1) return nullptr;
     switch (kind_of(node)) {
       case node_kind::bitmap: {
         auto* n = reinterpret_cast<hamt_bitmap_layout*>(node);
         const uint32_t bit = 1u << ((hash >> shift) & 0x1f);
-        if (!(n->b_bitmap & bit)) return false;
+        if (!(n->b_bitmap & bit)) return nullptr;
         const auto idx = static_cast<std::size_t>(ctxvars::detail::hamt::popcount32(n->b_bitmap & (bit - 1)));
         PyObject* key = n->b_array[2 * idx];
         PyObject* val = n->b_array[2 * idx + 1];
@@ -45,7 +45,7 @@ bool exclusive(PyObject* stdlib_ctx, PyObject* binding) noexcept {
           node = val;  // a sub-node
           continue;
         }
-        return key == carrier && val == binding;
+        return key == carrier ? val : nullptr;
       }
       case node_kind::array:
         node = reinterpret_cast<hamt_array_layout*>(node)->a_array[(hash >> shift) & 0x1f];
@@ -53,14 +53,20 @@ bool exclusive(PyObject* stdlib_ctx, PyObject* binding) noexcept {
       case node_kind::collision: {
         auto* n = reinterpret_cast<hamt_collision_layout*>(node);
         for (Py_ssize_t i = 0; i + 1 < Py_SIZE(n); i += 2)
-          if (n->c_array[i] == carrier) return n->c_array[i + 1] == binding;
-        return false;
+          if (n->c_array[i] == carrier) return n->c_array[i + 1];
+        return nullptr;
       }
       case node_kind::unknown:
-        return false;
+        return nullptr;
     }
   }
-  return false;
+  return nullptr;
+}
+
+// True if `binding` (of which the caller holds one reference) is reachable from the
+// current stdlib context only. False whenever unsure.
+bool exclusive(PyObject* stdlib_ctx, PyObject* binding) noexcept {
+  return Py_REFCNT(binding) == 2 && carrier_entry(stdlib_ctx) == binding;
 }
 
 // The current stdlib context (borrowed), created if this thread has none yet.
@@ -121,6 +127,18 @@ Binding& bind_here(ctxvars::context c, bool owns_ctx) {
   return b;  // kept alive by the stdlib context's mapping
 }
 
+// The owner's write to a Binding others share: the Binding keeps a snapshot (the
+// state every sharer saw) and the owner binds its own context again, afresh.
+Binding& freeze_and_rebind(Binding& b) {
+  const bool owns = b.owns_ctx;
+  ctxvars::context snap = b.ctx.copy();
+  Binding& fresh = bind_here(b.ctx, owns);
+  b.ctx = std::move(snap);
+  b.owns_ctx = true;
+  b.owner = pyref();
+  return fresh;
+}
+
 // The ctxvars context to read in the current stdlib context (empty handle: none yet).
 const Binding* readable_binding(pyref& keep) {
   PyObject* b = current_binding();
@@ -151,16 +169,32 @@ ctxvars::context& writable() {
     // The first write inside Context.run: the Context's own context.
     return bind_here(*run_top->ctx, false).ctx;
   }
-  if (b && owned_here(*b, here)) {
-    const bool owns = b->owns_ctx;
-    ctxvars::context snap = b->ctx.copy();
-    Binding& fresh = bind_here(b->ctx, owns);
-    b->ctx = std::move(snap);
-    b->owns_ctx = true;
-    b->owner = pyref();
-    return fresh.ctx;
-  }
+  if (b && owned_here(*b, here)) return freeze_and_rebind(*b).ctx;
   return bind_here(b ? b->ctx.copy() : ctxvars::context(), true).ctx;
+}
+
+bool cpp_writes_need_a_freeze(PyObject* stdlib_ctx, ctxvars::detail::context_impl* impl) noexcept {
+  // Reads reference counts without the GIL (racy by design): while this thread's
+  // stdlib context holds the only path to the Binding, no other thread can reach
+  // these objects to change them; when another can, any value read other than the
+  // exclusive one sends the caller to the checked path under the GIL.
+  PyObject* bobj = carrier_entry(stdlib_ctx);
+  if (!bobj || Py_REFCNT(bobj) != 1) return true;
+  const Binding& b = *binding_of(bobj);
+  return ctxvars::detail::context_access::impl(b.ctx) != impl || !owned_here(b, stdlib_ctx);
+}
+
+void freeze_for_cpp_write(ctxvars::detail::context_impl* impl) {
+  PyObject* here = current_stdlib_context();
+  pyref keep = pyref::steal(current_binding());
+  if (!keep.get()) return;
+  Binding& b = *binding_of(keep.get());
+  // Only the Binding that holds the context C++ writes, owned here; an exclusive one
+  // is written in place.
+  if (ctxvars::detail::context_access::impl(b.ctx) != impl || !owned_here(b, here)) return;
+  if (exclusive(here, keep.get())) return;
+  const gc_paused no_collection;
+  freeze_and_rebind(b);
 }
 
 // A copy of the current ctxvars context (copy_context()).

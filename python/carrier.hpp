@@ -64,6 +64,15 @@ struct run_frame {
 // The ctxvars context the current stdlib context writes to, bound on first write.
 ctxvars::context& writable();
 
+// For C++ writes under calling_context (bridge.cpp), which bypass writable(): true
+// unless the Binding of `stdlib_ctx` (this thread's current stdlib context) holds
+// `impl`, is owned there and reachable from there only. Needs no GIL.
+bool cpp_writes_need_a_freeze(PyObject* stdlib_ctx, ctxvars::detail::context_impl* impl) noexcept;
+// Needs the GIL. If the current Binding holds `impl` and others share it (Python code
+// the C++ call ran copied the context), freezes it on a snapshot and binds `impl`
+// afresh, as writable() does for the owner.
+void freeze_for_cpp_write(ctxvars::detail::context_impl* impl);
+
 // A copy of the current ctxvars context (copy_context()).
 ctxvars::context copy_current();
 

@@ -23,14 +23,20 @@ ctxvars::detail::box_ptr& token_old_box(ctxvars::token<py_entry>& t) noexcept { 
 int visit_context(const ctxvars::context& c, visitproc visit, void* arg) {
   auto* impl = ctxvars::detail::context_access::impl(c);
   if (impl->entered()) return 0;  // a running context is reachable anyway
-  return impl->map.for_each_owned([&](const auto& e) -> int {
-    const ctxvars::detail::box_base* b = e.value.get();
-    if (b->refs.load(std::memory_order_acquire) != 1) return 0;
-    if (*b->info->type != typeid(py_entry)) return 0;
-    const py_entry& pe = ctxvars::detail::box_value<py_entry>(b);
-    Py_VISIT(pe.var.get());
-    Py_VISIT(pe.value.get());
-    return 0;
+  // Under the context's writer lock: C++ code inside calling_context may write this
+  // context on a thread without the GIL (call_guard<calling_context,
+  // gil_scoped_release>), replacing and freeing the layers, nodes and boxes walked
+  // here (issue 18, bug 2).
+  return impl->read_locked([&](const ctxvars::detail::context_map& map) -> int {
+    return map.for_each_owned([&](const auto& e) -> int {
+      const ctxvars::detail::box_base* b = e.value.get();
+      if (b->refs.load(std::memory_order_acquire) != 1) return 0;
+      if (*b->info->type != typeid(py_entry)) return 0;
+      const py_entry& pe = ctxvars::detail::box_value<py_entry>(b);
+      Py_VISIT(pe.var.get());
+      Py_VISIT(pe.value.get());
+      return 0;
+    });
   });
 }
 

@@ -88,7 +88,7 @@ void init_module(py::module_& m) {
   if (!carrier) throw py::error_already_set();
   binding_type = make_binding_type();
   m.add_object("_Binding", reinterpret_cast<PyObject*>(binding_type));
-  m.attr("_api_v1") = py::capsule(static_cast<const void*>(&the_api), "ctxvars._api_v1");
+  m.attr("_api_v2") = py::capsule(static_cast<const void*>(&the_api), "ctxvars._api_v2");
 
   add_contextvar_and_token(m);
   add_context(m);

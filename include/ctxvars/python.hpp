@@ -40,10 +40,14 @@ struct saved_state {
   void* previous;
   std::uint64_t previous_version;
   bool switched;
+  void* stdlib_context;  // the calling task's stdlib context (borrowed: current throughout)
+  saved_state* outer;    // the calling thread's enclosing call, if any
+  void (*outer_hook)();  // the context's write hook before this call
 };
-// The module's C API, published as the capsule `ctxvars._api_v1`.
+// The module's C API, published as the capsule `ctxvars._api_v2` (version 2: saved_state
+// grew; an extension built against version 1 fails to import instead of corrupting it).
 struct api_v1 {
-  std::uint32_t version;  // 1
+  std::uint32_t version;  // 2
   // Makes the calling Python task's ctxvars context current on this thread (binding
   // a copy first if the task has none of its own). Needs the GIL. 0, or -1 with a
   // Python exception set.
@@ -53,7 +57,7 @@ struct api_v1 {
 };
 inline const api_v1& api() {
   static const api_v1* const p = [] {
-    auto* a = static_cast<const api_v1*>(PyCapsule_Import("ctxvars._api_v1", 0));
+    auto* a = static_cast<const api_v1*>(PyCapsule_Import("ctxvars._api_v2", 0));
     if (!a) {
       // PyCapsule_Import's own message names neither the cause nor the cure.
       PyObject *type, *value, *tb;

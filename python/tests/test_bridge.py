@@ -33,7 +33,6 @@ class WritesBesideCopies(unittest.TestCase):
         self.assertEqual(seen["copy"].run(bridge_ext.tenant), "before")
         self.assertEqual(seen["copy"].run(bridge_ext.tenant_var.get), "before")
 
-    @unittest.expectedFailure  # bug 1: not fixed yet
     def test_a_task_created_by_a_callback_sees_the_value_before_the_next_cpp_set(self):
         async def child():
             await asyncio.sleep(0)
@@ -47,7 +46,6 @@ class WritesBesideCopies(unittest.TestCase):
 
         self.assertEqual(asyncio.run(main()), ("after", ("before", "before")))
 
-    @unittest.expectedFailure  # bug 1: not fixed yet
     def test_a_task_created_by_a_callback_at_top_level_of_a_task_that_wrote_before(self):
         async def child():
             return bridge_ext.tenant()

@@ -94,20 +94,49 @@ class alignas(64) context_impl {
     return copy;
   }
 
+  // Calls f(map) and returns its result while no writer can change the map (the
+  // writer lock, for a context that others can reach). For a foreign reader that walks
+  // the map in place instead of retaining a snapshot: Python's garbage collector reads
+  // reference counts as they are, while C++ may write the context on a thread without
+  // the GIL. f must not write this context nor wait for anything its writer holds.
+  // Cost: the walk, with this context's writer held off meanwhile.
+  template <class F>
+  int read_locked(F&& f) const {
+    if (!shared_) return f(map);
+    lock();
+    struct unlock_at_exit {
+      const context_impl* c;
+      ~unlock_at_exit() { c->unlock(); }
+    } u{this};
+    return f(map);
+  }
+
   // Writer-side updates (caller: the thread running in this context).
   // Strong guarantee: on throw nothing changed and `box` was not consumed.
   // The displaced box goes to `old`; nodes the update dropped die after unlock.
   void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
+    run_write_hook();
     context_map::retired dropped;
     writer_lock g(*this);
     map.assign(var_id, var_id, std::move(box), old, dropped);
     ++mods_;
   }
   void remove(std::uint64_t var_id, box_ptr& old) {
+    run_write_hook();
     context_map::retired dropped;
     writer_lock g(*this);
     if (map.remove(var_id, var_id, old, dropped)) ++mods_;
   }
+
+  // A function run at the start of every set and reset of this context, before
+  // anything changes, while one is installed (nullptr: none, the normal case; the cost
+  // is one load and a never-taken branch). The Python module installs one for the
+  // duration of a C++ call under calling_context: Python code the call runs may copy
+  // the task's context, and the next C++ write must first give those copies a
+  // snapshot. Installed and removed only by the thread that writes this context; the
+  // hook may throw (the write then does not happen).
+  using write_hook = void (*)(context_impl*);
+  std::atomic<write_hook> before_write{nullptr};
 
   // Lookup-cache bookkeeping (see thread_state): the version a thread used
   // while inside this context can be used again when it comes back, if no set
@@ -125,6 +154,10 @@ class alignas(64) context_impl {
   }
 
  private:
+  CTXVARS_ALWAYS_INLINE void run_write_hook() {
+    if (CTXVARS_UNLIKELY(before_write.load(std::memory_order_relaxed) != nullptr))
+      before_write.load(std::memory_order_relaxed)(this);
+  }
   void lock() const noexcept {
     while (lock_.exchange(true, std::memory_order_acquire))
       while (lock_.load(std::memory_order_relaxed)) {
