@@ -64,9 +64,6 @@
 #include "asio/adapter.hpp"
 #include "asio/follow.hpp"
 
-#ifndef CTXVARS_DETAIL_STANDALONE_ASIO_ASSOCIATOR
-#error "ctxvars: CTXVARS_NO_STANDALONE_ASIO is defined (for Boost-only programs), so bind() cannot forward standalone Asio's associations: do not define it in a program that uses standalone Asio (docs/coroutines.md)"
-#endif
 
 namespace ctxvars::asio {
 
