@@ -321,3 +321,61 @@ TEST_F(Follow, UseFutureCompletesATaskThatHoppedExecutors) {
 }
 
 }  // namespace
+
+// ---- to_thread (Python's asyncio.to_thread) ----------------------------------
+
+namespace {
+
+TEST_F(Follow, ToThreadRunsFOnThePoolInACopyAndResumesOnTheTasksOwnExecutor) {
+  const auto io_thread = std::this_thread::get_id();
+  std::atomic<int> on_pool{0}, back_on_io{0};
+  run_tasks([&, this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    int seen = co_await cx::to_thread(pool, [&, id] {
+      if (std::this_thread::get_id() != io_thread) ++on_pool;
+      const int v = rid.get();
+      (void)rid.set(3000 + id);  // the copy's: never reaches the task
+      return v;
+    });
+    EXPECT_EQ(seen, id);
+    if (std::this_thread::get_id() == io_thread) ++back_on_io;
+    p.check(id, "after to_thread");
+    // On an executor, a void function, and a move-only result.
+    co_await cx::to_thread(pool.get_executor(), [] { (void)rid.set(-5); });
+    p.check(id, "after a void to_thread");
+    auto up = co_await cx::to_thread(pool, [] { return std::make_unique<int>(rid.get()); });
+    EXPECT_EQ(*up, id);
+    p.check(id, "after a move-only result");
+  });
+  EXPECT_EQ(on_pool.load(), 4);
+  EXPECT_EQ(back_on_io.load(), 4);
+}
+
+TEST_F(Follow, ToThreadRethrowsFsExceptionInTheTaskWithItsContextIntact) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    bool caught = false;
+    try {
+      co_await cx::to_thread(pool, [] {
+        (void)rid.set(-7);
+        throw std::runtime_error("boom");
+      });
+    } catch (const std::runtime_error& e) {
+      caught = std::string(e.what()) == "boom";
+    }
+    EXPECT_TRUE(caught);
+    p.check(id, "after to_thread threw");
+  });
+}
+
+TEST_F(Follow, ToThreadTakesAMoveOnlyFunction) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    auto owned = std::make_unique<int>(41);
+    int r = co_await cx::to_thread(pool, [o = std::move(owned)] { return *o + 1; });
+    EXPECT_EQ(r, 42);
+    p.check(id, "after a move-only function");
+  });
+}
+
+}  // namespace

@@ -63,12 +63,14 @@
 
 #include "asio/adapter.hpp"
 #include "asio/follow.hpp"
+#include "asio/to_thread.hpp"
 
 
 namespace ctxvars::asio {
 
 // Which Asio the adapter serves: standalone Asio (namespace ::asio).
 struct traits {
+  static constexpr bool is_boost = false;
   template <class T, class E = ::asio::any_io_executor>
   using awaitable = ::asio::awaitable<T, E>;
   using any_io_executor = ::asio::any_io_executor;
@@ -139,6 +141,12 @@ inline constexpr ctxvars::detail::asio_adapter::co_spawn_fn<traits> co_spawn{};
 // co_await gather(a, b, ...): each branch a task in its own copy of the
 // awaiting task's context; a tuple of results (std::monostate for void).
 inline constexpr ctxvars::detail::asio_adapter::gather_fn<traits> gather{};
+
+// co_await to_thread(pool, f): f() on `pool` (an executor or execution
+// context) in a copy of the awaiting task's context; the task resumes on its
+// own executor, in its own context, with f's result or exception
+// (Python's asyncio.to_thread).
+inline constexpr ctxvars::detail::asio_adapter::to_thread_fn<traits> to_thread{};
 
 }  // namespace ctxvars::asio
 

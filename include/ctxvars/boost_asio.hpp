@@ -52,11 +52,13 @@
 
 #include "asio/adapter.hpp"
 #include "asio/follow.hpp"
+#include "asio/to_thread.hpp"
 
 namespace ctxvars::boost_asio {
 
 // Which Asio the adapter serves: Boost.Asio (namespace ::boost::asio).
 struct traits {
+  static constexpr bool is_boost = true;
   template <class T, class E = ::boost::asio::any_io_executor>
   using awaitable = ::boost::asio::awaitable<T, E>;
   using any_io_executor = ::boost::asio::any_io_executor;
@@ -128,6 +130,12 @@ inline constexpr ctxvars::detail::asio_adapter::co_spawn_fn<traits> co_spawn{};
 // co_await gather(a, b, ...): each branch a task in its own copy of the
 // awaiting task's context; a tuple of results (std::monostate for void).
 inline constexpr ctxvars::detail::asio_adapter::gather_fn<traits> gather{};
+
+// co_await to_thread(pool, f): f() on `pool` (an executor or execution
+// context) in a copy of the awaiting task's context; the task resumes on its
+// own executor, in its own context, with f's result or exception
+// (Python's asyncio.to_thread).
+inline constexpr ctxvars::detail::asio_adapter::to_thread_fn<traits> to_thread{};
 
 }  // namespace ctxvars::boost_asio
 

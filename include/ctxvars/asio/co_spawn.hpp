@@ -83,6 +83,32 @@ struct source_awaitable<Traits, Src> {
   using type = std::remove_cvref_t<std::invoke_result_t<std::decay_t<Src>&>>;
 };
 
+// What co_spawn accepts, for the one-line error below: (where, source),
+// (where, context, source), (where, source, token), (where, context, source, token).
+template <class Traits, class E>
+concept where_like = executor_like<Traits, std::decay_t<E>> ||
+                     (!std::is_const_v<std::remove_reference_t<E>> &&
+                      execution_context_like<Traits, std::remove_reference_t<E>>);
+template <class Traits, class S>
+concept source_like = awaitable_type<Traits, S> || awaitable_factory<Traits, S>;
+template <class C>
+concept context_arg = std::is_same_v<std::remove_cvref_t<C>, ctxvars::context>;
+
+template <class Traits, class... A>
+struct spawnable : std::false_type {};
+template <class Traits, class E, class S>
+struct spawnable<Traits, E, S> : std::bool_constant<where_like<Traits, E> && source_like<Traits, S>> {};
+template <class Traits, class E, class X, class S>
+struct spawnable<Traits, E, X, S>
+    : std::bool_constant<where_like<Traits, E> &&
+                         ((context_arg<X> && source_like<Traits, S>) || source_like<Traits, X>)> {};
+template <class Traits, class E, class X, class S, class T>
+struct spawnable<Traits, E, X, S, T>
+    : std::bool_constant<where_like<Traits, E> && context_arg<X> && source_like<Traits, S>> {};
+
+template <class...>
+inline constexpr bool always_false = false;
+
 template <class Traits>
 struct co_spawn_fn {
   template <class Executor>
@@ -149,6 +175,23 @@ struct co_spawn_fn {
                    std::forward<Token>(token));
   }
 
+
+  // Anything else: one line that says what to do, instead of pages of
+  // unsatisfied constraints (the usual cause: the other Asio's types).
+  template <class... A>
+    requires(!spawnable<Traits, A...>::value)
+  void operator()(A&&...) const {
+    if constexpr (Traits::is_boost)
+      static_assert(always_false<A...>,
+                    "ctxvars::boost_asio::co_spawn takes Boost.Asio's types: (executor or execution context, "
+                    "[ctxvars::context,] boost::asio::awaitable<T> or a function returning one, [token]); "
+                    "for standalone Asio (::asio) use ctxvars::asio::co_spawn from <ctxvars/asio.hpp>");
+    else
+      static_assert(always_false<A...>,
+                    "ctxvars::asio::co_spawn takes standalone Asio's types: (executor or execution context, "
+                    "[ctxvars::context,] ::asio::awaitable<T> or a function returning one, [token]); "
+                    "for Boost.Asio use ctxvars::boost_asio::co_spawn from <ctxvars/boost_asio.hpp>");
+  }
 };
 
 }  // namespace ctxvars::detail::asio_adapter
