@@ -5,6 +5,12 @@
 //   ctxvars::asio::co_spawn(ex, ctx, aw, token) aw runs in ctx itself
 //   co_await ctxvars::asio::gather(a, b, ...)  each branch in its own copy
 //   ctxvars::asio::context_executor<E>         runs everything in one context
+//   co_await ctxvars::asio::to_thread(pool, f) f() on pool in a copy of the task's
+//                                              context (asyncio.to_thread)
+//
+// Every resumption of a task's coroutine runs in the task's context, also when
+// the completion is bound to another executor (bind_executor(pool,
+// use_awaitable) and token adapters around it: asio/follow.hpp).
 //
 // `ex` is any executor (io_context executors, strands, thread_pool executors,
 // system_executor, any_io_executor holding one of them) or an execution

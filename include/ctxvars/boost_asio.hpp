@@ -7,6 +7,8 @@
 //   ctxvars::boost_asio::co_spawn(ex, ctx, aw, token) aw runs in ctx itself
 //   co_await ctxvars::boost_asio::gather(a, b, ...)  each branch in its own copy
 //   ctxvars::boost_asio::context_executor<E>         runs everything in one context
+//   co_await ctxvars::boost_asio::to_thread(pool, f) f() on pool in a copy of the
+//                                                    task's context
 //
 // Everything that decides behaviour, and the rules it follows, is in the one
 // implementation asio/adapter.hpp; this header only names Boost.Asio.
