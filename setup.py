@@ -33,6 +33,7 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.install import install
 
 from distutils.command.install_data import install_data  # setuptools' copy of distutils
+from distutils.errors import DistutilsSetupError
 
 HERE = Path(__file__).resolve().parent
 BUILD_BASE = HERE / "build" / "pip"
@@ -56,6 +57,13 @@ class CMakeBuild(build_ext):
         return Path(self.build_temp).resolve() / "stage"
 
     def build_extension(self, ext):
+        if self.inplace or getattr(self, "editable_mode", False):
+            # The module finds its core at $ORIGIN/../.. and the core is a data file: an
+            # in-place module (in the source tree) would find neither.
+            raise DistutilsSetupError(
+                "ctxvars: editable installs (pip install -e) and build_ext --inplace are not "
+                "supported; use `pip install .`, or the CMake build with "
+                "PYTHONPATH=build/dev/python (docs/python.md)")
         build_dir = Path(self.build_temp).resolve() / "cmake"
         stage = self.stage_dir()
         build_dir.mkdir(parents=True, exist_ok=True)
