@@ -66,6 +66,13 @@ class CMakeBuild(build_ext):
                 "PYTHONPATH=build/dev/python (docs/python.md)")
         build_dir = Path(self.build_temp).resolve() / "cmake"
         stage = self.stage_dir()
+        cache = build_dir / "CMakeCache.txt"
+        if cache.exists():
+            # A build directory configured for another source tree (a moved or copied
+            # checkout) would make CMake refuse: start afresh.
+            home = re.search(r"(?m)^CMAKE_HOME_DIRECTORY:INTERNAL=(.*)$", cache.read_text())
+            if not home or Path(home.group(1)).resolve() != HERE:
+                shutil.rmtree(build_dir)
         build_dir.mkdir(parents=True, exist_ok=True)
         configure = ["cmake", "-S", str(HERE), "-B", str(build_dir),
                      f"-DPython_EXECUTABLE={sys.executable}",
@@ -78,7 +85,7 @@ class CMakeBuild(build_ext):
                      "-DCTXVARS_BUILD_TESTS=OFF", "-DCTXVARS_BUILD_EXAMPLES=OFF",
                      "-DCTXVARS_BUILD_BENCHMARKS=OFF"]
         if (not os.environ.get("CMAKE_GENERATOR") and shutil.which("ninja")
-                and not (build_dir / "CMakeCache.txt").exists()):
+                and not cache.exists()):
             configure += ["-G", "Ninja"]
         jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 1)
         self.spawn(configure)
