@@ -78,8 +78,8 @@ void fork_with_policies(benchmark::State& state) {
 }
 void BM_ForkContext_Isolate(benchmark::State& state) { fork_with_policies<true>(state); }
 void BM_ForkContext_OnFork(benchmark::State& state) { fork_with_policies<false>(state); }
-BENCHMARK(BM_ForkContext_Isolate)->Args({8, 1})->Args({1000, 1})->Args({1000, 4})->Args({1000, 16});
-BENCHMARK(BM_ForkContext_OnFork)->Args({8, 1})->Args({1000, 1})->Args({1000, 4})->Args({1000, 16});
+BENCHMARK(BM_ForkContext_Isolate)->Args({8, 1})->Args({1000, 1})->Args({1000, 4})->Args({1000, 8})->Args({8, 16})->Args({1000, 16});
+BENCHMARK(BM_ForkContext_OnFork)->Args({8, 1})->Args({1000, 1})->Args({1000, 4})->Args({1000, 8})->Args({8, 16})->Args({1000, 16});
 
 // The set path's extra test (is this box policy-bearing?), and a set of a
 // policy-bearing variable (its id is already listed after the first).
