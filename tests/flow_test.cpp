@@ -384,6 +384,23 @@ TEST(Flow, ThreadsForkTheirOwnContextsAndASharedOneAtOnce) {
   EXPECT_EQ(calls, 4 * 500 * 2);
 }
 
+TEST(Flow, AThreadsOwnBaseContextForksLikeAnyOther) {
+  context_var<int> iso("iso", 0, flow::isolate);
+  context_var<int> mapped("mapped", 0, on_fork([](const int& x) { return x * 10; }));
+  std::thread([&] {
+    EXPECT_EQ(fork_context().size(), 0u);  // nothing set yet: an empty fork
+    iso.set(1);
+    mapped.set(2);
+    context child = fork_context();
+    EXPECT_FALSE(child.contains(iso));
+    EXPECT_EQ(child.get(mapped), 20);
+    std::thread(bind([&] {
+      EXPECT_EQ(iso.get(), 0);
+      EXPECT_EQ(mapped.get(), 20);
+    })).join();
+  }).join();
+}
+
 TEST(Flow, AVariableDestroyedWhileAContextHoldsItsValue) {
   counted::alive = 0;
   int calls = 0;
