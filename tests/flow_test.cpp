@@ -276,6 +276,27 @@ TEST(Flow, ABracedDefaultStillMeansADefault) {
   EXPECT_EQ(iso.get(), "");
 }
 
+TEST(Flow, MoveOnlyValuesCanBeIsolatedOrMapped) {
+  context_var<std::unique_ptr<int>> owned("owned", flow::isolate);
+  context_var<std::unique_ptr<int>> cloned("cloned", on_fork([](const std::unique_ptr<int>& p) {
+                                             return p ? std::make_unique<int>(*p + 1) : nullptr;
+                                           }));
+  context_var<int> no_default_inherit("no_default_inherit", flow::inherit);
+  in_fresh_context([&] {
+    owned.set(std::make_unique<int>(1));
+    cloned.set(std::make_unique<int>(1));
+    no_default_inherit.set(3);
+    context child = fork_context();
+    EXPECT_FALSE(child.contains(owned));
+    child.run([&] {
+      ASSERT_NE(cloned.peek(), nullptr);
+      EXPECT_EQ(**cloned.peek(), 2);
+      EXPECT_EQ(no_default_inherit.get(), 3);
+    });
+    EXPECT_EQ(**cloned.peek(), 1);
+  });
+}
+
 // ---- where forks happen ----------------------------------------------------
 
 TEST(Flow, BindAppliesThePoliciesOnceWhenBinding) {
