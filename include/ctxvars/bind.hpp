@@ -188,13 +188,16 @@ using context_bound = bound<F, false>;
 
 }  // namespace detail
 
-// Snapshots copy_context() now; every call of the result runs f in a fresh
-// copy of that snapshot, so calls never see each other's sets (or the
-// caller's later ones). `std::jthread t(ctxvars::bind(f));` starts f in a copy
-// of the creator's context. Cost per call: one context copy (one allocation).
+// Snapshots fork_context() now (the current context with every variable's
+// flow policy applied, once, here: flow.hpp); every call of the result runs f
+// in a fresh plain copy of that snapshot, so calls never see each other's sets
+// (or the caller's later ones). `std::jthread t(ctxvars::bind(f));` starts f
+// in a fork of the creator's context. Throws what fork_context() throws (an
+// on_fork f's exception: then f was not bound). Cost per call: one context
+// copy (one allocation).
 template <class F>
 auto bind(F&& f) {
-  return detail::snapshot_bound<std::decay_t<F>>(copy_context(), std::forward<F>(f));
+  return detail::snapshot_bound<std::decay_t<F>>(fork_context(), std::forward<F>(f));
 }
 
 // Every call of the result runs f inside c itself: its sets stay in c. Two
