@@ -76,7 +76,6 @@ struct probe {
 template <class Ex>
 int leaked_values_on(const Ex& ex, int n) {
   std::atomic<int> arrived{0}, leaked{0};
-  std::promise<void> done;
   std::atomic<int> finished{0};
   for (int i = 0; i < n; ++i) {
     net::post(ex, [&] {
@@ -84,10 +83,10 @@ int leaked_values_on(const Ex& ex, int n) {
       const auto until = std::chrono::steady_clock::now() + 2s;
       while (arrived.load() < n && std::chrono::steady_clock::now() < until) std::this_thread::yield();
       if (rid.get() != -1) ++leaked;
-      if (++finished == n) done.set_value();
+      ++finished;  // last: nothing of this frame is touched after it
     });
   }
-  done.get_future().wait();
+  while (finished.load() < n) std::this_thread::yield();
   return leaked.load();
 }
 
@@ -376,6 +375,57 @@ TEST_F(Follow, ToThreadTakesAMoveOnlyFunction) {
     EXPECT_EQ(r, 42);
     p.check(id, "after a move-only function");
   });
+}
+
+}  // namespace
+
+// ---- flow policy: co_spawn and to_thread start new work in a fork -------------
+
+namespace {
+
+awaitable<void> read_into(ctxvars::context_var<int>& iso, ctxvars::context_var<int>& mapped,
+                          std::pair<int, int>& seen) {
+  seen = {iso.get(), mapped.get()};
+  co_return;
+}
+
+TEST(AsioFlow, CoSpawnAndToThreadStartNewWorkInAFork) {
+  ctxvars::context_var<int> iso("iso", 0, ctxvars::flow::isolate);
+  ctxvars::context_var<int> mapped("mapped", 0, ctxvars::on_fork([](const int& x) { return x + 1; }));
+  net::io_context io;
+  net::thread_pool pool(1);
+  std::pair<int, int> seen{-1, -1}, seen_ex{-1, -1}, in_c{-1, -1}, in_thread{-1, -1};
+  ctxvars::context c;
+  c.run([&] {
+    (void)iso.set(5);
+    (void)mapped.set(5);
+    cx::co_spawn(io, read_into(iso, mapped, seen), net::detached);
+    cx::co_spawn(io.get_executor(), read_into(iso, mapped, seen_ex), net::detached);
+  });
+  cx::co_spawn(io, c.copy(), read_into(iso, mapped, in_c), net::detached);  // in a context given: no fork
+  cx::co_spawn(io, c.copy(), [&]() -> awaitable<void> {
+    in_thread = co_await cx::to_thread(pool, [&] { return std::pair(iso.get(), mapped.get()); });
+  }, net::detached);
+  io.run();
+  pool.join();
+  EXPECT_EQ(seen, std::pair(0, 6));
+  EXPECT_EQ(seen_ex, std::pair(0, 6));
+  EXPECT_EQ(in_c, std::pair(5, 5));
+  EXPECT_EQ(in_thread, std::pair(0, 6));
+}
+
+TEST(AsioFlow, CoSpawnWithAThrowingOnForkThrowsAndNothingRuns) {
+  ctxvars::context_var<int> mapped("mapped", 0,
+                                   ctxvars::on_fork([](const int&) -> int { throw std::runtime_error("f"); }));
+  ctxvars::context_var<int> iso("iso", 0, ctxvars::flow::isolate);
+  net::io_context io;
+  std::pair<int, int> seen{-1, -1};
+  ctxvars::context().run([&] {
+    (void)mapped.set(1);
+    EXPECT_THROW(cx::co_spawn(io, read_into(iso, mapped, seen), net::detached), std::runtime_error);
+  });
+  io.run();
+  EXPECT_EQ(seen, std::pair(-1, -1));
 }
 
 }  // namespace

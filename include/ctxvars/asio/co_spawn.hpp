@@ -155,7 +155,7 @@ struct co_spawn_fn {
     requires executor_like<Traits, Executor> &&
              (awaitable_type<Traits, Src> || awaitable_factory<Traits, Src>)
   auto operator()(const Executor& ex, Src&& src, Token&& token = Token()) const {
-    return (*this)(ex, ctxvars::copy_context(), std::forward<Src>(src), std::forward<Token>(token));
+    return (*this)(ex, ctxvars::fork_context(), std::forward<Src>(src), std::forward<Token>(token));
   }
 
   // The same on an execution context (io_context&, thread_pool&, ...).
@@ -171,7 +171,7 @@ struct co_spawn_fn {
     requires execution_context_like<Traits, ExecutionContext> &&
              (awaitable_type<Traits, Src> || awaitable_factory<Traits, Src>)
   auto operator()(ExecutionContext& ctx, Src&& src, Token&& token = Token()) const {
-    return (*this)(ctx.get_executor(), ctxvars::copy_context(), std::forward<Src>(src),
+    return (*this)(ctx.get_executor(), ctxvars::fork_context(), std::forward<Src>(src),
                    std::forward<Token>(token));
   }
 

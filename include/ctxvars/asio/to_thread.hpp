@@ -28,7 +28,7 @@ typename Traits::template awaitable<R> call_once(F f) {
 // task's own — with the result or the exception.
 template <class Traits, class R, class Where, class F>
 typename Traits::template awaitable<R> to_thread_body(Where where, F f) {
-  co_return co_await co_spawn_fn<Traits>{}(where, ctxvars::copy_context(),
+  co_return co_await co_spawn_fn<Traits>{}(where, ctxvars::fork_context(),
                                           call_once<Traits, R>(std::move(f)), Traits::use_awaitable());
 }
 
