@@ -396,4 +396,45 @@ TEST(AllocationFailure, AWatcherWhoseUnwatchRanOutOfMemoryIsGoneAfterTheNextRegi
   EXPECT_EQ(ctxvars::detail::watching(), 0u) << "the leftover record went with the next list built";
 }
 
+TEST(AllocationFailure, AForkAndTheFirstSetOfAPolicyBearingVariableAreAllOrNothing) {
+  const long alive_before = counted::alive.load();
+  {
+    vars v;
+    context_var<counted> iso("iso", flow::isolate);
+    context_var<counted> mapped("mapped", on_fork([](const counted& c) { return counted(c.v + 1); }));
+    context ctx;
+    context child;
+    int points = 0;
+    ctx.run([&] {
+      for (auto& m : v.many) (void)m->set(counted(1));
+      context keep = ctx.copy();  // shared: the sets below must not write in place
+      const auto before = snapshot(ctx);
+      // the first set of each: the context's list of policy-bearing keys grows
+      points += sweep([&] { (void)iso.set(counted(7)); },
+                      [&] {
+                        EXPECT_EQ(snapshot(ctx), before);
+                        EXPECT_EQ(iso.peek(), nullptr);
+                      });
+      const auto with_iso = snapshot(ctx);
+      points += sweep([&] { (void)mapped.set(counted(5)); }, [&] { EXPECT_EQ(snapshot(ctx), with_iso); });
+      const auto full = snapshot(ctx);
+      const long alive = counted::alive.load();
+      points += sweep(
+          [&] {
+            drain_layer_cache();  // the child's write-log layer must be allocated
+            child = fork_context();
+          },
+          [&] {
+            EXPECT_EQ(snapshot(ctx), full);
+            EXPECT_EQ(counted::alive.load(), alive) << "the failed fork's values were destroyed";
+          });
+    });
+    EXPECT_FALSE(child.contains(iso));
+    EXPECT_EQ(child.get(mapped)->v, 6);
+    EXPECT_EQ(ctx.get(mapped)->v, 5);
+    EXPECT_GT(points, 2);
+  }
+  EXPECT_EQ(counted::alive.load(), alive_before);
+}
+
 }  // namespace

@@ -1,6 +1,16 @@
-// The other order: ctxvars first, then the alias (CTXVARS_NO_STANDALONE_ASIO is
-// defined for the whole target; see boost_asio_alias_test.cpp).
+// The other order: ctxvars first, then the alias, no macro (see
+// boost_asio_alias_test.cpp).
+#include "ctxvars/bind.hpp"
+#include "ctxvars/boost_asio.hpp"
+#include "ctxvars/codec.hpp"
 #include "ctxvars/ctxvars.hpp"
+#include "ctxvars/diff.hpp"
+#include "ctxvars/format.hpp"
+#include "ctxvars/propagation.hpp"
+#include "ctxvars/snapshot.hpp"
+#include "ctxvars/task.hpp"
+#include "ctxvars/thread_pool.hpp"
+#include "ctxvars/watch.hpp"
 
 #include <boost/asio.hpp>
 namespace asio = boost::asio;

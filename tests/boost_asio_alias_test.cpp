@@ -1,7 +1,7 @@
 // `namespace asio = boost::asio;` — a common Boost idiom — with ctxvars on a
-// machine that also has standalone Asio installed: with CTXVARS_NO_STANDALONE_ASIO
-// defined for the whole target (tests/CMakeLists.txt), <ctxvars/bind.hpp> leaves
-// namespace ::asio alone, in either include order (Boost first here, ctxvars
+// machine that also has standalone Asio installed, with no macro: no ctxvars
+// header declares anything in ::asio unless the file includes standalone Asio,
+// in either include order (Boost first here, ctxvars
 // first in boost_asio_alias_macro.cpp). Each file compiling is half the test;
 // the other half: bind keeps the handler's strand, and the adapter works.
 #include <boost/asio.hpp>

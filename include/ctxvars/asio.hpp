@@ -5,6 +5,12 @@
 //   ctxvars::asio::co_spawn(ex, ctx, aw, token) aw runs in ctx itself
 //   co_await ctxvars::asio::gather(a, b, ...)  each branch in its own copy
 //   ctxvars::asio::context_executor<E>         runs everything in one context
+//   co_await ctxvars::asio::to_thread(pool, f) f() on pool in a copy of the task's
+//                                              context (asyncio.to_thread)
+//
+// Every resumption of a task's coroutine runs in the task's context, also when
+// the completion is bound to another executor (bind_executor(pool,
+// use_awaitable) and token adapters around it: asio/follow.hpp).
 //
 // `ex` is any executor (io_context executors, strands, thread_pool executors,
 // system_executor, any_io_executor holding one of them) or an execution
@@ -12,7 +18,7 @@
 // function object returning one (kept alive until the task ends); any
 // completion token. A task spawned from inside a task runs on its parent's
 // executor, strand included. The implementation (one for both Asios) and the
-// rules it follows are in detail/asio_adapter.hpp; see also
+// rules it follows are in asio/adapter.hpp; see also
 // docs/coroutines.md. The same adapter for Boost.Asio: <ctxvars/boost_asio.hpp>.
 //
 // Rules and traps:
@@ -40,6 +46,14 @@
 #endif
 
 #include <asio/any_io_executor.hpp>
+#include <asio/bind_allocator.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/experimental/append.hpp>
+#include <asio/experimental/as_single.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/prepend.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/co_spawn.hpp>
@@ -53,16 +67,16 @@
 #include <asio/thread_pool.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include "detail/asio_adapter.hpp"
+#include "asio/adapter.hpp"
+#include "asio/follow.hpp"
+#include "asio/to_thread.hpp"
 
-#ifndef CTXVARS_DETAIL_STANDALONE_ASIO_ASSOCIATOR
-#error "ctxvars: CTXVARS_NO_STANDALONE_ASIO is defined (for Boost-only programs), so bind() cannot forward standalone Asio's associations: do not define it in a program that uses standalone Asio (docs/coroutines.md)"
-#endif
 
 namespace ctxvars::asio {
 
 // Which Asio the adapter serves: standalone Asio (namespace ::asio).
 struct traits {
+  static constexpr bool is_boost = false;
   template <class T, class E = ::asio::any_io_executor>
   using awaitable = ::asio::awaitable<T, E>;
   using any_io_executor = ::asio::any_io_executor;
@@ -110,6 +124,16 @@ struct traits {
   static constexpr auto deferred = ::asio::experimental::deferred;
   static auto use_awaitable() { return ::asio::use_awaitable_t<>(); }
   static auto wait_for_all() { return ::asio::experimental::wait_for_all(); }
+  // For following bound completion tokens (asio/follow.hpp).
+  template <class H, class E>
+  using executor_binder = ::asio::executor_binder<H, E>;
+  static constexpr auto executor_arg = ::asio::executor_arg;
+  template <class T, class Sig>
+  using binder_return_type = ::asio::detail::executor_binder_async_result_return_type<::asio::async_result<T, Sig>>;
+  template <class T, class Sig, class Init, class... A>
+  static auto async_initiate(Init&& init, T& token, A&&... a) {
+    return ::asio::async_initiate<T, Sig>(std::forward<Init>(init), token, std::forward<A>(a)...);
+  }
 };
 
 // An executor that runs everything submitted to it inside one context.
@@ -124,4 +148,46 @@ inline constexpr ctxvars::detail::asio_adapter::co_spawn_fn<traits> co_spawn{};
 // awaiting task's context; a tuple of results (std::monostate for void).
 inline constexpr ctxvars::detail::asio_adapter::gather_fn<traits> gather{};
 
+// co_await to_thread(pool, f): f() on `pool` (an executor or execution
+// context) in a copy of the awaiting task's context; the task resumes on its
+// own executor, in its own context, with f's result or exception
+// (Python's asyncio.to_thread).
+inline constexpr ctxvars::detail::asio_adapter::to_thread_fn<traits> to_thread{};
+
 }  // namespace ctxvars::asio
+
+// ---- following bound completion tokens (asio/follow.hpp) ---------------------
+namespace ctxvars::asio::detail {
+// True for a completion token that resumes an awaiting coroutine: use_awaitable,
+// possibly inside token adapters and binders.
+template <class T>
+struct resumes_coroutine : std::false_type {};
+template <class E>
+struct resumes_coroutine<::asio::use_awaitable_t<E>> : std::true_type {};
+template <class T>
+struct resumes_coroutine<::asio::redirect_error_t<T>> : resumes_coroutine<T> {};
+template <class T>
+struct resumes_coroutine<::asio::experimental::as_single_t<T>> : resumes_coroutine<T> {};
+template <class T>
+struct resumes_coroutine<::asio::experimental::as_tuple_t<T>> : resumes_coroutine<T> {};
+template <class T, class X>
+struct resumes_coroutine<::asio::executor_binder<T, X>> : resumes_coroutine<T> {};
+template <class T, class X>
+struct resumes_coroutine<::asio::cancellation_slot_binder<T, X>> : resumes_coroutine<T> {};
+template <class T, class X>
+struct resumes_coroutine<::asio::allocator_binder<T, X>> : resumes_coroutine<T> {};
+template <class T, class... V>
+struct resumes_coroutine<::asio::experimental::append_t<T, V...>> : resumes_coroutine<T> {};
+template <class T, class... V>
+struct resumes_coroutine<::asio::experimental::prepend_t<T, V...>> : resumes_coroutine<T> {};
+}  // namespace ctxvars::asio::detail
+
+// bind_executor(ex, use_awaitable) (and adapters around use_awaitable): the
+// coroutine resumes through ex inside its task's context.
+namespace asio {
+template <typename T, typename Executor, typename Signature>
+  requires ::ctxvars::asio::detail::resumes_coroutine<T>::value
+class async_result<executor_binder<T, Executor>, Signature>
+    : public ::ctxvars::detail::asio_adapter::follow_async_result<::ctxvars::asio::traits, T, Executor, Signature> {
+};
+}  // namespace asio

@@ -8,6 +8,97 @@
 
 #include "context.hpp"
 
+// ---- Asio associations, whether or not an adapter header is included --------
+//
+// asio::post(ex, ctxvars::bind(h)) or timer.async_wait(ctxvars::bind(h)): the
+// bound function object reports h's associated executor, allocator and
+// cancellation slot, so binding a context never moves a handler off its strand
+// or drops its cancellation slot — with standalone Asio and Boost.Asio, in a
+// file that includes only <ctxvars/ctxvars.hpp>.
+//
+// Without declaring anything in ::asio or ::boost (a declaration there would
+// clash with the common `namespace asio = boost::asio;`), and the same in every
+// file of a program (no guessing from include order): the bound object asks
+// h's own Asio through argument-dependent lookup, at the point where bind(h) is
+// instantiated — `get_associated_executor(h, candidate)` is found in h's
+// namespaces (an Asio binder's, or the namespaces of its template arguments)
+// — with a candidate of ours that no association returns. If the answer is
+// not our candidate, h has an association, and the bound object exposes it
+// the way Asio reads a handler's own: `executor_type` + `get_executor()`,
+// `allocator_type` + `get_allocator()`, `cancellation_slot_type` +
+// `get_cancellation_slot()`. Otherwise it has no such member and Asio uses its
+// default, as for the bare h.
+//
+// Limit: an association that Asio cannot find by that lookup — a handler type
+// outside Asio's namespaces whose association is a specialisation of
+// asio::associated_executor (not members) — is not forwarded: bind inside it
+// (asio::bind_executor(ex, ctxvars::bind(f))). docs/coroutines.md.
+namespace ctxvars::detail::assoc {
+
+// Default candidates no association returns. no_executor meets Asio's
+// execution::executor requirements just enough to be passed as a candidate;
+// nothing is ever submitted to it.
+struct no_executor {
+  template <class G>
+  void execute(G&&) const noexcept {}
+  friend bool operator==(const no_executor&, const no_executor&) noexcept { return true; }
+  friend bool operator!=(const no_executor&, const no_executor&) noexcept { return false; }
+};
+struct no_allocator {};
+struct no_slot {};
+
+template <class F>
+concept has_executor = requires(const F& f) {
+  { get_associated_executor(f, no_executor{}) };
+} && !std::is_same_v<std::decay_t<decltype(get_associated_executor(std::declval<const F&>(), no_executor{}))>, no_executor>;
+template <class F>
+concept has_allocator = requires(const F& f) {
+  { get_associated_allocator(f, no_allocator{}) };
+} && !std::is_same_v<std::decay_t<decltype(get_associated_allocator(std::declval<const F&>(), no_allocator{}))>, no_allocator>;
+template <class F>
+concept has_slot = requires(const F& f) {
+  { get_associated_cancellation_slot(f, no_slot{}) };
+} && !std::is_same_v<std::decay_t<decltype(get_associated_cancellation_slot(std::declval<const F&>(), no_slot{}))>, no_slot>;
+
+// Each base gives the bound object (Derived, whose function() is h) one
+// association of h's, or nothing.
+template <class Derived, class F>
+struct executor_of {};
+template <class Derived, class F>
+  requires has_executor<F>
+struct executor_of<Derived, F> {
+  using executor_type = std::decay_t<decltype(get_associated_executor(std::declval<const F&>(), no_executor{}))>;
+  executor_type get_executor() const noexcept {
+    return get_associated_executor(static_cast<const Derived&>(*this).function(), no_executor{});
+  }
+};
+template <class Derived, class F>
+struct allocator_of {};
+template <class Derived, class F>
+  requires has_allocator<F>
+struct allocator_of<Derived, F> {
+  using allocator_type = std::decay_t<decltype(get_associated_allocator(std::declval<const F&>(), no_allocator{}))>;
+  allocator_type get_allocator() const noexcept {
+    return get_associated_allocator(static_cast<const Derived&>(*this).function(), no_allocator{});
+  }
+};
+template <class Derived, class F>
+struct slot_of {};
+template <class Derived, class F>
+  requires has_slot<F>
+struct slot_of<Derived, F> {
+  using cancellation_slot_type =
+      std::decay_t<decltype(get_associated_cancellation_slot(std::declval<const F&>(), no_slot{}))>;
+  cancellation_slot_type get_cancellation_slot() const noexcept {
+    return get_associated_cancellation_slot(static_cast<const Derived&>(*this).function(), no_slot{});
+  }
+};
+
+template <class Derived, class F>
+struct associations : executor_of<Derived, F>, allocator_of<Derived, F>, slot_of<Derived, F> {};
+
+}  // namespace ctxvars::detail::assoc
+
 namespace ctxvars {
 namespace detail {
 
@@ -29,7 +120,7 @@ namespace detail {
 // *this: the source may be owned by this object's own function ("replace my
 // handler with the continuation it holds"), and assigning f_ destroys that.
 template <class F, bool FreshCopy>
-class bound {
+class bound : public assoc::associations<bound<F, FreshCopy>, F> {
  public:
   bound(context c, F f) : f_(std::move(f)), ctx_(context_access::take(c)) {}
   bound(const bound& o)
@@ -97,13 +188,16 @@ using context_bound = bound<F, false>;
 
 }  // namespace detail
 
-// Snapshots copy_context() now; every call of the result runs f in a fresh
-// copy of that snapshot, so calls never see each other's sets (or the
-// caller's later ones). `std::jthread t(ctxvars::bind(f));` starts f in a copy
-// of the creator's context. Cost per call: one context copy (one allocation).
+// Snapshots fork_context() now (the current context with every variable's
+// flow policy applied, once, here: flow.hpp); every call of the result runs f
+// in a fresh plain copy of that snapshot, so calls never see each other's sets
+// (or the caller's later ones). `std::jthread t(ctxvars::bind(f));` starts f
+// in a fork of the creator's context. Throws what fork_context() throws (an
+// on_fork f's exception: then f was not bound). Cost per call: one context
+// copy (one allocation).
 template <class F>
 auto bind(F&& f) {
-  return detail::snapshot_bound<std::decay_t<F>>(copy_context(), std::forward<F>(f));
+  return detail::snapshot_bound<std::decay_t<F>>(fork_context(), std::forward<F>(f));
 }
 
 // Every call of the result runs f inside c itself: its sets stay in c. Two
@@ -114,66 +208,3 @@ auto bind(context c, F&& f) {
 }
 
 }  // namespace ctxvars
-
-// ---- Asio associations, whether or not an adapter header is included --------
-//
-// asio::post(ex, ctxvars::bind(h)) or timer.async_wait(ctxvars::bind(h)): the
-// bound function object reports h's associated executor, allocator and
-// cancellation slot (and any other associator), so binding a context never
-// moves a handler off its strand or drops its cancellation slot. Declared
-// here, not in the adapter headers, so that a file including only
-// <ctxvars/ctxvars.hpp> cannot lose an association silently. Asio's generic
-// `associator` hook (standalone Asio >= 1.22, Boost >= 1.80) is forward-
-// declared exactly as Asio declares it, for both Asios; the partial
-// specialisations are only instantiated by code that uses Asio. Each block is
-// there only when that Asio is installed (__has_include), so a machine without
-// standalone Asio never sees a namespace ::asio from here.
-//
-// Boost code often writes `namespace asio = boost::asio;`, which clashes with
-// any namespace ::asio. A program that does and uses only Boost.Asio defines
-// CTXVARS_NO_STANDALONE_ASIO for every file (one compile definition): then
-// the standalone block is left out. Only by that explicit choice — never by
-// guessing from include order, which would give files of one program
-// different definitions of the same associator (an ODR violation: the linker
-// keeps one, and a correctly ordered file loses its strand).
-// <ctxvars/asio.hpp> refuses to build with the macro (docs/coroutines.md).
-namespace ctxvars::detail {
-// The body of the associator specialisation below (one per Asio): what h's
-// Associator says, read through the bound object.
-template <template <typename, typename> class Associator, class Bound, class F, class DefaultCandidate>
-struct bound_associator {
-  using type = typename Associator<F, DefaultCandidate>::type;
-  // Two overloads, as Asio declares them: the one-argument form must not
-  // return a reference to a defaulted candidate (Boost >= 1.80 returns the
-  // candidate by reference from the two-argument form and by value from this
-  // one), so each forwards to the same form of h's associator.
-  static decltype(auto) get(const Bound& b) noexcept { return Associator<F, DefaultCandidate>::get(b.function()); }
-  static decltype(auto) get(const Bound& b, const DefaultCandidate& c) noexcept {
-    return Associator<F, DefaultCandidate>::get(b.function(), c);
-  }
-};
-}  // namespace ctxvars::detail
-
-// The declaration and the specialisation, the same for both Asios.
-#define CTXVARS_DETAIL_BOUND_ASSOCIATORS                                                                    \
-  template <template <typename, typename> class Associator, typename T, typename DefaultCandidate>         \
-  struct associator;                                                                                        \
-  template <template <typename, typename> class Associator, class F, bool FreshCopy, class DefaultCandidate> \
-  struct associator<Associator, ::ctxvars::detail::bound<F, FreshCopy>, DefaultCandidate>                   \
-      : ::ctxvars::detail::bound_associator<Associator, ::ctxvars::detail::bound<F, FreshCopy>, F,          \
-                                            DefaultCandidate> {};
-
-#if __has_include(<asio/associator.hpp>) && !defined(CTXVARS_NO_STANDALONE_ASIO)
-#define CTXVARS_DETAIL_STANDALONE_ASIO_ASSOCIATOR 1
-namespace asio {
-CTXVARS_DETAIL_BOUND_ASSOCIATORS
-}  // namespace asio
-#endif
-
-#if __has_include(<boost/asio/associator.hpp>)
-namespace boost::asio {
-CTXVARS_DETAIL_BOUND_ASSOCIATORS
-}  // namespace boost::asio
-#endif
-
-#undef CTXVARS_DETAIL_BOUND_ASSOCIATORS

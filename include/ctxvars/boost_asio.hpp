@@ -7,9 +7,11 @@
 //   ctxvars::boost_asio::co_spawn(ex, ctx, aw, token) aw runs in ctx itself
 //   co_await ctxvars::boost_asio::gather(a, b, ...)  each branch in its own copy
 //   ctxvars::boost_asio::context_executor<E>         runs everything in one context
+//   co_await ctxvars::boost_asio::to_thread(pool, f) f() on pool in a copy of the
+//                                                    task's context
 //
 // Everything that decides behaviour, and the rules it follows, is in the one
-// implementation detail/asio_adapter.hpp; this header only names Boost.Asio.
+// implementation asio/adapter.hpp; this header only names Boost.Asio.
 // Requires the CMake target ctxvars::boost_asio.
 #pragma once
 
@@ -25,6 +27,18 @@
 #endif
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/experimental/append.hpp>
+#include <boost/asio/experimental/as_single.hpp>
+#include <boost/asio/experimental/as_tuple.hpp>
+#include <boost/asio/experimental/prepend.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/consign.hpp>
+#include <boost/asio/prepend.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -38,12 +52,15 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "detail/asio_adapter.hpp"
+#include "asio/adapter.hpp"
+#include "asio/follow.hpp"
+#include "asio/to_thread.hpp"
 
 namespace ctxvars::boost_asio {
 
 // Which Asio the adapter serves: Boost.Asio (namespace ::boost::asio).
 struct traits {
+  static constexpr bool is_boost = true;
   template <class T, class E = ::boost::asio::any_io_executor>
   using awaitable = ::boost::asio::awaitable<T, E>;
   using any_io_executor = ::boost::asio::any_io_executor;
@@ -92,6 +109,16 @@ struct traits {
   static constexpr auto deferred = ::boost::asio::deferred;
   static auto use_awaitable() { return ::boost::asio::use_awaitable_t<>(); }
   static auto wait_for_all() { return ::boost::asio::experimental::wait_for_all(); }
+  // For following bound completion tokens (asio/follow.hpp).
+  template <class H, class E>
+  using executor_binder = ::boost::asio::executor_binder<H, E>;
+  static constexpr auto executor_arg = ::boost::asio::executor_arg;
+  template <class T, class Sig>
+  using binder_return_type = ::boost::asio::detail::executor_binder_async_result_return_type<::boost::asio::async_result<T, Sig>>;
+  template <class T, class Sig, class Init, class... A>
+  static auto async_initiate(Init&& init, T& token, A&&... a) {
+    return ::boost::asio::async_initiate<T, Sig>(std::forward<Init>(init), token, std::forward<A>(a)...);
+  }
 };
 
 // An executor that runs everything submitted to it inside one context.
@@ -106,4 +133,48 @@ inline constexpr ctxvars::detail::asio_adapter::co_spawn_fn<traits> co_spawn{};
 // awaiting task's context; a tuple of results (std::monostate for void).
 inline constexpr ctxvars::detail::asio_adapter::gather_fn<traits> gather{};
 
+// co_await to_thread(pool, f): f() on `pool` (an executor or execution
+// context) in a copy of the awaiting task's context; the task resumes on its
+// own executor, in its own context, with f's result or exception
+// (Python's asyncio.to_thread).
+inline constexpr ctxvars::detail::asio_adapter::to_thread_fn<traits> to_thread{};
+
 }  // namespace ctxvars::boost_asio
+
+// ---- following bound completion tokens (asio/follow.hpp) ---------------------
+namespace ctxvars::boost_asio::detail {
+// True for a completion token that resumes an awaiting coroutine: use_awaitable,
+// possibly inside token adapters and binders.
+template <class T>
+struct resumes_coroutine : std::false_type {};
+template <class E>
+struct resumes_coroutine<::boost::asio::use_awaitable_t<E>> : std::true_type {};
+template <class T>
+struct resumes_coroutine<::boost::asio::redirect_error_t<T>> : resumes_coroutine<T> {};
+template <class T>
+struct resumes_coroutine<::boost::asio::experimental::as_single_t<T>> : resumes_coroutine<T> {};
+template <class T>
+struct resumes_coroutine<::boost::asio::as_tuple_t<T>> : resumes_coroutine<T> {};
+template <class T, class X>
+struct resumes_coroutine<::boost::asio::executor_binder<T, X>> : resumes_coroutine<T> {};
+template <class T, class X>
+struct resumes_coroutine<::boost::asio::cancellation_slot_binder<T, X>> : resumes_coroutine<T> {};
+template <class T, class X>
+struct resumes_coroutine<::boost::asio::allocator_binder<T, X>> : resumes_coroutine<T> {};
+template <class T, class... V>
+struct resumes_coroutine<::boost::asio::append_t<T, V...>> : resumes_coroutine<T> {};
+template <class T, class... V>
+struct resumes_coroutine<::boost::asio::prepend_t<T, V...>> : resumes_coroutine<T> {};
+template <class T, class... V>
+struct resumes_coroutine<::boost::asio::consign_t<T, V...>> : resumes_coroutine<T> {};
+}  // namespace ctxvars::boost_asio::detail
+
+// bind_executor(ex, use_awaitable) (and adapters around use_awaitable): the
+// coroutine resumes through ex inside its task's context.
+namespace boost::asio {
+template <typename T, typename Executor, typename Signature>
+  requires ::ctxvars::boost_asio::detail::resumes_coroutine<T>::value
+class async_result<executor_binder<T, Executor>, Signature>
+    : public ::ctxvars::detail::asio_adapter::follow_async_result<::ctxvars::boost_asio::traits, T, Executor, Signature> {
+};
+}  // namespace boost::asio

@@ -57,7 +57,13 @@ class context {
   }
 
   // A new context holding the same variables. O(1); allocates the new handle.
-  context copy() const { return context(new detail::context_impl(true, impl_->snapshot())); }
+  // A plain snapshot: flow policies do not apply (see fork_context()).
+  context copy() const {
+    detail::context_map m;
+    detail::flow_keys keys;
+    impl_->snapshot(m, keys);
+    return context(new detail::context_impl(true, std::move(m), std::move(keys)));
+  }
 
   // Enters this context, calls f(a...), and leaves it (also when f throws), so
   // that what f sets stays in this context. Throws context_in_use_error if any
@@ -193,11 +199,59 @@ struct context_access {
 };
 }  // namespace detail
 
-// A new context holding the current thread's variables. O(1).
+// A new context holding the current thread's variables, a plain snapshot
+// (Python's copy_context: flow policies do not apply). O(1).
 inline context copy_context() {
-  detail::context_impl* cur = detail::this_thread_state().current;
   // This thread is the only writer of its current context: no lock needed.
-  return context(new detail::context_impl(true, cur ? cur->map : detail::context_map()));
+  return context(detail::plain_copy_of(detail::this_thread_state().current, true));
+}
+
+namespace detail {
+// fork_context() of `cur`, which has policy-bearing keys: a copy of its map
+// with each policy applied, built before anything is visible. f (user code)
+// runs with the parent's context current and cannot reach the child.
+CTXVARS_NOINLINE inline context_impl* fork_with_policies(const context_impl* cur, bool shared) {
+  context_map m(cur->map);
+  flow_keys keys(cur->policy_keys());
+  for (const std::uint64_t id : keys) {
+    const box_ptr* p = m.find(id, id);
+    if (!p) continue;  // reset, or isolated by an earlier fork: the list is a superset
+    const box_base* b = p->get();  // kept alive by m while f runs
+    const flow_policy* policy = b->info->flow;
+    box_ptr displaced;
+    context_map::retired dropped;
+    if (policy->isolates()) {
+      m.remove(id, id, displaced, dropped);
+    } else {
+      box_ptr child;
+      if (policy->fork(b, child)) m.assign(id, id, std::move(child), displaced, dropped);
+    }
+  }
+  // The child shares the parent's list (a superset of what it holds).
+  return new context_impl(shared, std::move(m), std::move(keys));
+}
+
+// The context new work gets when `cur` (the calling thread's current context,
+// or null) forks it: see fork_context(). `shared`: reachable from handles.
+CTXVARS_ALWAYS_INLINE context_impl* fork_of(const context_impl* cur, bool shared) {
+  if (CTXVARS_LIKELY(!cur || !cur->policy_keys())) return plain_copy_of(cur, shared);
+  return fork_with_policies(cur, shared);
+}
+}  // namespace detail
+
+// The context for new work forked from the current one: a copy of the
+// current thread's variables with every variable's flow policy applied
+// (flow.hpp) — isolated variables are absent, on_fork variables hold f(parent's
+// value), the others are shared as by copy_context(). What bind(f), spawn,
+// co_spawn (both Asios) and to_thread give the work they start.
+// Cost: without a policy-bearing variable in the current context, exactly a
+// copy_context() (O(1), one branch more); with k of them, O(k) lookups plus,
+// per on_fork variable, a call of f and one value box, and at most a layer or
+// two of the new context's map. Throws std::bad_alloc or what an f (or T's
+// constructor) throws; then nothing changed and no context was made. The
+// current context is not changed by the fork itself (an f that sets does).
+inline context fork_context() {
+  return detail::context_access::adopt(detail::fork_of(detail::this_thread_state().current, true));
 }
 
 }  // namespace ctxvars

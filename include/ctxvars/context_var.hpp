@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,7 @@
 #include "detail/text.hpp"
 #include "detail/value_box.hpp"
 #include "errors.hpp"
+#include "flow.hpp"
 
 namespace ctxvars {
 
@@ -155,19 +157,40 @@ class context_var {
   using value_type = T;
 
   // A variable with no default. Allocates its identity (std::bad_alloc).
-  explicit context_var(std::string name) : info_(new detail::var_info(std::move(name), typeid(T))) {
-    info_->format.store(detail::default_text_writer<T>(), std::memory_order_relaxed);
-  }
+  explicit context_var(std::string name) : info_(make_info(std::move(name), nullptr)) {}
   // A variable whose get() falls back to `default_value`.
   context_var(std::string name, T default_value)
-      : info_(new detail::var_info(std::move(name), typeid(T))), default_(std::move(default_value)) {
-    info_->format.store(detail::default_text_writer<T>(), std::memory_order_relaxed);
-  }
+      : default_(std::move(default_value)), info_(make_info(std::move(name), nullptr)) {}
+  // With a flow policy (flow.hpp): `flow::isolate`, `flow::inherit` or
+  // `on_fork(f)`, applied by fork_context() (bind, spawn, co_spawn, to_thread).
+  // Allocates the identity and the policy (std::bad_alloc; also what moving
+  // f throws); on throw nothing leaks.
+  template <detail::flow_policy_for<T> P>
+  context_var(std::string name, T default_value, P policy)
+      : default_(std::move(default_value)),
+        info_(make_info(std::move(name), detail::make_flow_policy<T>(std::move(policy)))) {}
+  // The same without a default: an isolated variable is unset in new work
+  // (get() throws lookup_error there, try_get() is nullopt); on_fork applies
+  // only where a value was set.
+  template <detail::flow_policy_for<T> P>
+  explicit context_var(std::string name, P policy)
+      : info_(make_info(std::move(name), detail::make_flow_policy<T>(std::move(policy)))) {}
   context_var(const context_var&) = delete;
   context_var& operator=(const context_var&) = delete;
+  // Contexts may keep values of the variable; an on_fork f is not called
+  // after this returns (it waits for calls of f running on other threads).
   ~context_var() {
+    if (info_->flow) info_->flow->retire();
     detail::drop_spare(info_);
     info_->release();
+  }
+
+  // The variable's flow policy: flow::inherit, flow::isolate, or (for on_fork)
+  // nullopt.
+  std::optional<flow> flow_policy() const noexcept {
+    if (!info_->flow) return flow::inherit;
+    if (info_->flow->isolates()) return flow::isolate;
+    return std::nullopt;
   }
 
   std::string_view name() const noexcept { return info_->name; }
@@ -282,10 +305,20 @@ class context_var {
     detail::slot_for(st, id_) = {id_, st.version, v};
   }
 
+  // The identity, owning `policy` (built first: if the identity's allocation
+  // throws, the policy is freed).
+  static detail::var_info* make_info(std::string name, std::unique_ptr<detail::flow_policy> policy) {
+    auto* i = new detail::var_info(std::move(name), typeid(T));
+    i->flow = policy.release();
+    i->format.store(detail::default_text_writer<T>(), std::memory_order_relaxed);
+    return i;
+  }
+
   friend struct detail::var_access;
+  // The default first: if its copy throws, no identity was made (none leaks).
+  std::optional<T> default_;
   detail::var_info* info_;
   std::uint64_t id_ = info_->id;
-  std::optional<T> default_;
 };
 
 }  // namespace ctxvars

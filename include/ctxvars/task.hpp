@@ -183,7 +183,7 @@ resumer make_resumer(chain_state& chain, Schedule schedule) {
 // A copy of the current context that no handle shares (see chain_state).
 inline context private_copy_of_current() {
   context_impl* cur = this_thread_state().current;
-  return context_access::adopt(new context_impl(false, cur ? cur->map : context_map()));
+  return context_access::adopt(fork_of(cur, false));
 }
 
 template <class A>

@@ -132,7 +132,7 @@ class context_switch {
   static context handle(detail::context_impl* c) {
     if (c && c->entered_by_this_thread()) return detail::context_access::make(c);
     // Written only by this thread, which runs here: no lock needed.
-    return detail::context_access::adopt(new detail::context_impl(true, c ? c->map : detail::context_map()));
+    return detail::context_access::adopt(detail::plain_copy_of(c, true));
   }
   detail::context_impl* from_;
   detail::context_impl* to_;

@@ -37,8 +37,11 @@ class alignas(64) context_impl {
   static constexpr std::uint64_t one_entry = std::uint64_t{1} << 32;
 
   explicit context_impl(bool shared) noexcept : id(next_context_id()), shared_(shared) {}
-  context_impl(bool shared, context_map m) noexcept
-      : id(next_context_id()), map(std::move(m)), shared_(shared) {}
+  // A context holding map `m`, whose policy-bearing keys are (at most) `keys`:
+  // a map taken from another context comes with that context's keys
+  // (snapshot(), flow_keys()), or a fork would miss their policies.
+  context_impl(bool shared, context_map m, flow_keys keys) noexcept
+      : id(next_context_id()), map(std::move(m)), shared_(shared), flow_(std::move(keys)) {}
 
   const std::uint64_t id;
   context_map map;
@@ -93,6 +96,16 @@ class alignas(64) context_impl {
     unlock();
     return copy;
   }
+  // The same with the ids of its policy-bearing entries (detail/flow.hpp).
+  void snapshot(context_map& m, flow_keys& keys) const noexcept {
+    if (shared_) lock();
+    m = map;
+    keys = flow_;
+    if (shared_) unlock();
+  }
+  // The ids of the policy-bearing variables this context may hold (a
+  // superset). Caller: the writer (the thread inside), or use snapshot().
+  const flow_keys& policy_keys() const noexcept { return flow_; }
 
   // Calls f(map) and returns its result while no writer can change the map (the
   // writer lock, for a context that others can reach). For a foreign reader that walks
@@ -116,6 +129,8 @@ class alignas(64) context_impl {
   // The displaced box goes to `old`; nodes the update dropped die after unlock.
   void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
     run_write_hook();
+    if (CTXVARS_UNLIKELY(box->bears_policy) && !flow_.contains(var_id))
+      return assign_first_policy_value(var_id, std::move(box), old);
     context_map::retired dropped;
     writer_lock g(*this);
     map.assign(var_id, var_id, std::move(box), old, dropped);
@@ -168,6 +183,17 @@ class alignas(64) context_impl {
   }
   void unlock() const noexcept { lock_.store(false, std::memory_order_release); }
 
+  // The first value of a policy-bearing variable here: its id joins the
+  // list (built before anything changes; O(k) with k ids), then the map.
+  CTXVARS_NOINLINE void assign_first_policy_value(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
+    flow_keys keys = flow_.with(var_id, [this](std::uint64_t k) { return map.find(k, k) != nullptr; });
+    context_map::retired dropped;
+    writer_lock g(*this);
+    map.assign(var_id, var_id, std::move(box), old, dropped);
+    flow_.swap(keys);  // the old list is released after the lock
+    ++mods_;
+  }
+
   struct writer_lock {
     const context_impl& c;
     explicit writer_lock(const context_impl& ci) noexcept : c(ci) {
@@ -186,7 +212,14 @@ class alignas(64) context_impl {
   std::atomic<std::uint64_t> owner_{0};  // thread_id of the thread inside, 0 if none
   mutable std::atomic<bool> lock_{false};
   const bool shared_;
+  flow_keys flow_;  // written by the writer under lock_ (see policy_keys)
 };
+
+// A new context holding the variables of `c` (null: none), a plain snapshot.
+// Caller: the thread that writes `c` (it is current there), so no lock. O(1).
+inline context_impl* plain_copy_of(const context_impl* c, bool shared) {
+  return c ? new context_impl(shared, c->map, c->policy_keys()) : new context_impl(shared);
+}
 
 // The context `set` writes to: the current one, creating the base context on
 // first use. Throws std::bad_alloc, or std::logic_error during thread teardown

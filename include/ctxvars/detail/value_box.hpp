@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "../config.hpp"
+#include "flow.hpp"
 #include "thread_state.hpp"
 
 namespace ctxvars::detail {
@@ -42,13 +43,19 @@ struct var_info {
   // (detail/text.hpp), changed by ctxvars::set_formatter (format.hpp), read
   // when a context is printed.
   std::atomic<void (*)(const void* p, bool p_is_box, std::string& out)> format{nullptr};
+  // The variable's flow policy (flow.hpp), owned; null: inherit. Set by
+  // context_var's constructor before any box of the variable exists.
+  flow_policy* flow = nullptr;
 
   var_info(std::string n, const std::type_info& t) : id(next_var_id()), name(std::move(n)), type(&t) {
     register_var(this);
   }
   var_info(const var_info&) = delete;
   var_info& operator=(const var_info&) = delete;
-  ~var_info() { unregister_var(id); }
+  ~var_info() {
+    delete flow;
+    unregister_var(id);
+  }
 
   void retain() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -63,6 +70,7 @@ struct var_info {
 // the releasing thread's spare slot for that variable, or freed.
 struct box_base {
   std::atomic<std::uint32_t> refs{1};
+  bool bears_policy = false;  // info->flow != null, read by context_impl::assign (fills padding)
   void (*destroy_value)(box_base*) noexcept;
   void (*free_shell)(box_base*) noexcept;  // also releases the identity
   var_info* info;
@@ -226,6 +234,7 @@ box_ptr make_box(var_info* info, A&&... a) {
     b->destroy_value = &box::destroy_value_of;
     b->free_shell = &box::free_shell_of;
     b->info = info;
+    b->bears_policy = info->flow != nullptr;
     info->retain();
   }
   return box_ptr(b);

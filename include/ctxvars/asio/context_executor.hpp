@@ -1,0 +1,165 @@
+// context_executor: an executor that runs everything submitted to it inside a task's context; unwrap.
+// Part of the Asio adapter (one implementation for both Asios; see adapter.hpp).
+#pragma once
+
+#include "task_block.hpp"
+
+namespace ctxvars::detail::asio_adapter {
+
+// ---- context_executor ---------------------------------------------------------------
+
+template <class Traits, class Executor>
+class basic_context_executor;
+
+// A function object that runs `f` inside the task's context, or re-posts
+// itself when it must not wait (see the waiting rule).
+template <class Traits, class Executor, class F>
+struct in_context {
+  basic_context_executor<Traits, Executor> ex;
+  F f;
+  void operator()() {
+    task_block* b = ex.task().get();
+    if (b->finished.load(std::memory_order_acquire)) {
+      std::move(f)();
+      return;
+    }
+    step_scope s;
+    if (!s.begin(b)) {
+      const bool gave_way = s.gave_way();
+      auto inner = Traits::prefer(ex.get_inner_executor(), Traits::blocking_never);
+      Traits::execute(inner, std::move(*this));
+      // After a vain wait the holder may be this executor's own loop, run by
+      // a thread inside c.run(...): pause so that it, not this thread, picks
+      // the step up (otherwise this thread takes it straight back).
+      if (gave_way) std::this_thread::sleep_for(std::chrono::microseconds(100));
+      return;
+    }
+    std::move(f)();
+  }
+};
+
+// An executor that runs everything submitted to it inside one context.
+// Every property query, require and prefer is forwarded to the wrapped
+// executor (require and prefer re-wrap the result), so it fits any_io_executor.
+// A move hands the task over (Asio moves executors constantly): a moved-from
+// executor may be destroyed, assigned, copied and compared (equal only to
+// another moved-from one with an equal inner executor); get_context() and
+// execute() on it throw std::logic_error.
+template <class Traits, class Executor>
+class basic_context_executor {
+ public:
+  using inner_executor_type = Executor;
+
+  // Runs what is submitted inside c (a new task block: the executor never
+  // stops entering c). Allocates.
+  basic_context_executor(Executor ex, const context& c)
+      : ex_(std::move(ex)), task_(make_task(c)) {}
+  basic_context_executor(Executor ex, task_ref t) noexcept(
+      std::is_nothrow_move_constructible_v<Executor>)
+      : ex_(std::move(ex)), task_(std::move(t)) {}
+
+  const Executor& get_inner_executor() const noexcept { return ex_; }
+  // The context every function submitted here runs in.
+  ctxvars::context get_context() const { return context_access::make(live_task()->ctx); }
+  const task_ref& task() const noexcept { return task_; }
+
+  template <class F>
+  void execute(F&& f) const {
+    (void)live_task();
+    Traits::execute(ex_, in_context<Traits, Executor, std::decay_t<F>>{*this, std::forward<F>(f)});
+  }
+
+  template <class P>
+    requires Traits::template can_query<const Executor&, P>
+  decltype(auto) query(const P& p) const
+      noexcept(Traits::template is_nothrow_query<const Executor&, P>) {
+    return Traits::query(ex_, p);
+  }
+  template <class P>
+    requires Traits::template can_require<const Executor&, P>
+  auto require(const P& p) const {
+    using inner = std::decay_t<decltype(Traits::require(ex_, p))>;
+    return basic_context_executor<Traits, inner>(Traits::require(ex_, p), task_);
+  }
+  template <class P>
+    requires Traits::template can_prefer<const Executor&, P>
+  auto prefer(const P& p) const {
+    using inner = std::decay_t<decltype(Traits::prefer(ex_, p))>;
+    return basic_context_executor<Traits, inner>(Traits::prefer(ex_, p), task_);
+  }
+
+  friend bool operator==(const basic_context_executor& a, const basic_context_executor& b) noexcept {
+    if (!a.task_.get() || !b.task_.get()) return a.ex_ == b.ex_ && a.task_.get() == b.task_.get();  // moved-from
+    return a.ex_ == b.ex_ && a.task_->ctx == b.task_->ctx;
+  }
+  friend bool operator!=(const basic_context_executor& a, const basic_context_executor& b) noexcept {
+    return !(a == b);
+  }
+
+ private:
+  // The task, or std::logic_error for a moved-from executor.
+  task_block* live_task() const {
+    if (CTXVARS_UNLIKELY(!task_.get())) throw_moved_from_context_executor();
+    return task_.get();
+  }
+  Executor ex_;
+  task_ref task_;
+};
+
+template <class T>
+struct is_context_executor : std::false_type {};
+template <class Tr, class E>
+struct is_context_executor<basic_context_executor<Tr, E>> : std::true_type {};
+
+// ---- unwrap: spawn a child on its parent's own executor -----------------------------
+
+// If `ex` (a polymorphic executor) holds a context_executor<Inner>, the Inner
+// as an any_io_executor. Asio 1.22's target<T>() is an unchecked static_cast:
+// compare target_type() first.
+template <class Traits, class Inner, class AnyEx>
+bool try_unwrap_as(const AnyEx& ex, std::optional<typename Traits::any_io_executor>& out);
+
+template <class Traits, class Ex>
+auto unwrap(const Ex& ex);
+
+template <class Traits, class Inner, class AnyEx>
+bool try_unwrap_as(const AnyEx& ex, std::optional<typename Traits::any_io_executor>& out) {
+  using wrapped = basic_context_executor<Traits, Inner>;
+  if (ex.target_type() != typeid(wrapped)) return false;
+  const wrapped* p = ex.template target<wrapped>();
+  if (!p) return false;
+  out.emplace(typename Traits::any_io_executor(unwrap<Traits>(p->get_inner_executor())));
+  return true;
+}
+
+// The executor under any context_executor layer, so that a task spawned from
+// inside another task runs on its parent's executor (its strand included)
+// without also entering its parent's context. An unknown executor type
+// wrapped in any_io_executor is left as it is: the child then runs correctly
+// in its own context (the innermost layer wins) but its steps also enter the
+// parent's context, serialising it with its parent.
+template <class Traits, class Ex>
+auto unwrap(const Ex& ex) {
+  if constexpr (is_context_executor<Ex>::value) {
+    return unwrap<Traits>(ex.get_inner_executor());
+  } else if constexpr (std::is_same_v<Ex, typename Traits::any_io_executor>) {
+    using any = typename Traits::any_io_executor;
+    using io = typename Traits::io_executor;
+    using pool = typename Traits::thread_pool_executor;
+    using sys = typename Traits::system_executor;
+    std::optional<any> out;
+    if (ex.target_type() == typeid(void)) return ex;  // empty
+    (void)(try_unwrap_as<Traits, io>(ex, out) || try_unwrap_as<Traits, any>(ex, out) ||
+           try_unwrap_as<Traits, typename Traits::template strand<io>>(ex, out) ||
+           try_unwrap_as<Traits, typename Traits::template strand<any>>(ex, out) ||
+           try_unwrap_as<Traits, pool>(ex, out) ||
+           try_unwrap_as<Traits, typename Traits::template strand<pool>>(ex, out) ||
+           try_unwrap_as<Traits, sys>(ex, out) ||
+           try_unwrap_as<Traits, typename Traits::template strand<sys>>(ex, out));
+    return out ? std::move(*out) : ex;
+  } else {
+    return ex;
+  }
+}
+
+}  // namespace ctxvars::detail::asio_adapter

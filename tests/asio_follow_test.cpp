@@ -1,0 +1,431 @@
+// Issue 17: a task's context follows its coroutine on every resumption,
+// whatever executor or completion token delivers it, and nothing a step writes
+// is visible outside the task's context. Compiled for both Asios
+// (asio_follow_test, boost_asio_follow_test; see asio_test_net.hpp).
+//
+// Every case: a task spawned with the adapter sets rid = its id, awaits one
+// operation whose completion Asio delivers through some executor, then checks
+// the value on the resumed side and writes after it (a probe: if the step ran
+// outside the task's context, the write lands in that thread's own context).
+// Afterwards every thread that took part runs an unrelated job that must see
+// the default (no leak), and the thread that ran the io_context gets its own
+// context back.
+#include "asio_test_net.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(CTXVARS_TEST_BOOST_ASIO)
+#include <boost/asio/experimental/channel.hpp>
+#else
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/channel.hpp>
+#endif
+
+using namespace std::chrono_literals;
+using net::awaitable;
+using net::use_awaitable;
+
+namespace {
+
+#if defined(CTXVARS_TEST_BOOST_ASIO)
+using net::as_tuple;
+#else
+using net::experimental::as_tuple;
+#endif
+
+ctxvars::context_var<int> rid("rid", -1);
+
+// Records what each resumption saw: a mismatch, or a step that ran outside the task.
+struct probe {
+  std::atomic<int> resumed{0};
+  std::atomic<int> wrong{0};
+  std::mutex m;
+  std::vector<std::string> notes;
+  void check(int id, const char* where) {
+    ++resumed;
+    const int seen = rid.get();
+    if (seen != id) {
+      ++wrong;
+      std::lock_guard<std::mutex> l(m);
+      notes.push_back(std::string(where) + ": saw " + std::to_string(seen) + ", want " + std::to_string(id));
+    }
+    (void)rid.set(id);  // a write after the resumption: must stay in the task's context
+  }
+  std::string text() {
+    std::lock_guard<std::mutex> l(m);
+    std::string s;
+    for (auto& n : notes) s += n + "\n";
+    return s;
+  }
+};
+
+// Runs `n` jobs on `ex` that rendezvous (so each of the n threads runs one)
+// and each reads rid outside any task: the thread's own context.
+template <class Ex>
+int leaked_values_on(const Ex& ex, int n) {
+  std::atomic<int> arrived{0}, leaked{0};
+  std::atomic<int> finished{0};
+  for (int i = 0; i < n; ++i) {
+    net::post(ex, [&] {
+      ++arrived;
+      const auto until = std::chrono::steady_clock::now() + 2s;
+      while (arrived.load() < n && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      if (rid.get() != -1) ++leaked;
+      ++finished;  // last: nothing of this frame is touched after it
+    });
+  }
+  while (finished.load() < n) std::this_thread::yield();
+  return leaked.load();
+}
+
+// A fixture: the task's io_context (run by one thread), a thread_pool(2), a
+// second io_context (run by one thread).
+struct Follow : ::testing::Test {
+  net::io_context io;
+  net::thread_pool pool{2};
+  net::io_context other;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> other_work{other.get_executor()};
+  std::thread other_thread{[this] { other.run(); }};
+  probe p;
+
+  ~Follow() override {
+    other_work.reset();
+    other_thread.join();
+    pool.join();
+  }
+
+  // Spawns `body(id)` as a task (several at once, interleaved) and runs io on
+  // this thread until all are done; then checks for leaks everywhere.
+  template <class Body>
+  void run_tasks(Body body, int tasks = 4) {
+    std::atomic<int> done{0};
+    std::vector<std::exception_ptr> errors(tasks);
+    for (int id = 0; id < tasks; ++id) {
+      cx::co_spawn(io, body(id), [&, id](std::exception_ptr e) {
+        errors[id] = e;
+        ++done;
+      });
+    }
+    io.run();
+    EXPECT_EQ(done.load(), tasks);
+    for (auto& e : errors)
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          ADD_FAILURE() << "task threw: " << x.what();
+        }
+      }
+    EXPECT_GE(p.resumed.load(), tasks);
+    EXPECT_EQ(p.wrong.load(), 0) << p.text();
+    EXPECT_EQ(rid.get(), -1) << "the io thread's own context";
+    EXPECT_EQ(leaked_values_on(pool.get_executor(), 2), 0) << "a pool thread kept a task's value";
+    EXPECT_EQ(leaked_values_on(other.get_executor(), 1), 0) << "the other io_context's thread kept a task's value";
+  }
+};
+
+TEST_F(Follow, PostThroughAnExecutorBoundToAThreadPool) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    for (int i = 0; i < 3; ++i) {
+      co_await net::post(net::bind_executor(pool, use_awaitable));
+      p.check(id, "post(bind_executor(pool))");
+      co_await net::post(io.get_executor(), use_awaitable);
+      p.check(id, "post(io) after the pool");
+    }
+  });
+}
+
+TEST_F(Follow, DispatchAndDeferThroughABoundPoolExecutor) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    co_await net::dispatch(net::bind_executor(pool, use_awaitable));
+    p.check(id, "dispatch(bind_executor(pool))");
+    co_await net::defer(net::bind_executor(pool, use_awaitable));
+    p.check(id, "defer(bind_executor(pool))");
+    co_await net::dispatch(net::bind_executor(pool, use_awaitable));  // already on the pool: may run inline
+    p.check(id, "dispatch(bind_executor(pool)) on the pool");
+  });
+}
+
+TEST_F(Follow, PostThroughAStrandAndAnotherIoContext) {
+  auto strand = net::make_strand(pool);
+  run_tasks([this, strand](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    co_await net::post(net::bind_executor(strand, use_awaitable));
+    p.check(id, "post(bind_executor(strand of pool))");
+    co_await net::post(net::bind_executor(other, use_awaitable));
+    p.check(id, "post(bind_executor(other io_context))");
+    co_await net::dispatch(net::bind_executor(net::make_strand(io), use_awaitable));
+    p.check(id, "dispatch(bind_executor(strand of io))");
+  });
+}
+
+TEST_F(Follow, TimersWithBoundTokens) {
+  auto strand = net::make_strand(pool);
+  run_tasks([this, strand](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    net::steady_timer t(co_await net::this_coro::executor, 1ms);
+    co_await t.async_wait(net::bind_executor(pool, use_awaitable));
+    p.check(id, "timer bound to the pool");
+    t.expires_after(1ms);
+    co_await t.async_wait(net::bind_executor(strand, use_awaitable));
+    p.check(id, "timer bound to a strand");
+    t.expires_after(1ms);
+    auto [ec] = co_await t.async_wait(as_tuple(net::bind_executor(pool, use_awaitable)));
+    EXPECT_FALSE(ec);
+    p.check(id, "as_tuple(bind_executor(pool))");
+    t.expires_after(1ms);
+    auto [ec2] = co_await t.async_wait(net::bind_executor(pool, as_tuple(use_awaitable)));
+    EXPECT_FALSE(ec2);
+    p.check(id, "bind_executor(pool, as_tuple)");
+    t.expires_after(1ms);
+    net_error_code ec3;
+    co_await t.async_wait(net::redirect_error(net::bind_executor(pool, use_awaitable), ec3));
+    EXPECT_FALSE(ec3);
+    p.check(id, "redirect_error(bind_executor(pool))");
+  });
+}
+
+TEST_F(Follow, SocketsWithBoundTokensOverLoopback) {
+  run_tasks(
+      [this](int id) -> awaitable<void> {
+        (void)rid.set(id);
+        auto ex = co_await net::this_coro::executor;
+        net::ip::tcp::acceptor acc(ex, {net::ip::make_address("127.0.0.1"), 0});
+        net::ip::tcp::socket a(ex), b(ex);
+        co_await a.async_connect(acc.local_endpoint(), net::bind_executor(pool, use_awaitable));
+        p.check(id, "connect bound to the pool");
+        co_await acc.async_accept(b, net::bind_executor(other, use_awaitable));
+        p.check(id, "accept bound to another io_context");
+        char out[4] = {'p', 'i', 'n', 'g'}, in[4] = {};
+        co_await net::async_write(a, net::buffer(out), net::bind_executor(pool, use_awaitable));
+        p.check(id, "write bound to the pool");
+        co_await net::async_read(b, net::buffer(in), net::bind_executor(pool, use_awaitable));
+        p.check(id, "read bound to the pool");
+        EXPECT_EQ(std::string(in, 4), "ping");
+      },
+      3);
+}
+
+TEST_F(Follow, AwaitableOperatorsAndParallelGroups) {
+  using namespace net::experimental::awaitable_operators;
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    auto nap = [this](int who, std::chrono::milliseconds d) -> awaitable<int> {
+      net::steady_timer t(co_await net::this_coro::executor, d);
+      co_await t.async_wait(net::bind_executor(pool, use_awaitable));
+      p.check(who, "inside an operator's branch");
+      co_return 1;
+    };
+    co_await (nap(id, 1ms) && nap(id, 2ms));
+    p.check(id, "after a && b");
+    auto r = co_await (nap(id, 1ms) || nap(id, 1h));  // the slow branch is cancelled
+    EXPECT_EQ(r.index(), 0u);
+    p.check(id, "after a || b with a cancelled branch");
+    auto ex = co_await net::this_coro::executor;
+    auto [order, e1, v1, e2, v2] =
+        co_await net::experimental::make_parallel_group(
+            net::co_spawn(ex, nap(id, 1ms), net::experimental::deferred),
+            net::co_spawn(ex, nap(id, 2ms), net::experimental::deferred))
+            .async_wait(net::experimental::wait_for_all(), use_awaitable);
+    EXPECT_FALSE(e1);
+    EXPECT_FALSE(e2);
+    p.check(id, "after a parallel group");
+  });
+}
+
+TEST_F(Follow, ChannelsAcrossTasksAndThreads) {
+  using channel = net::experimental::channel<void(net_error_code, int)>;
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    auto ex = co_await net::this_coro::executor;
+    auto ch = std::make_shared<channel>(ex, 0);
+    // The producer: a task of its own on the pool, in its own context.
+    cx::co_spawn(pool, [ch, id]() -> awaitable<void> {
+      (void)rid.set(1000 + id);
+      for (int i = 0; i < 4; ++i) co_await ch->async_send(net_error_code{}, i, use_awaitable);
+    }, net::detached);
+    for (int i = 0; i < 3; ++i) {
+      int v = co_await ch->async_receive(use_awaitable);
+      EXPECT_EQ(v, i);
+      p.check(id, "channel receive");
+    }
+    int last = co_await ch->async_receive(net::bind_executor(pool, use_awaitable));
+    EXPECT_EQ(last, 3);
+    p.check(id, "channel receive bound to the pool");
+  }, 1);
+}
+
+TEST_F(Follow, CancellationAfterATimeoutThroughABoundSlot) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    auto ex = co_await net::this_coro::executor;
+    net::cancellation_signal sig;
+    net::steady_timer forever(ex, std::chrono::steady_clock::time_point::max());
+    net::steady_timer timeout(ex, 2ms);
+    timeout.async_wait([&](net_error_code) { sig.emit(net::cancellation_type::terminal); });
+    auto [ec] = co_await forever.async_wait(
+        as_tuple(net::bind_cancellation_slot(sig.slot(), net::bind_executor(pool, use_awaitable))));
+    EXPECT_EQ(ec, net::error::operation_aborted);
+    p.check(id, "cancelled wait bound to the pool");
+  });
+}
+
+TEST_F(Follow, AChildSpawnedOnAnotherExecutorAndAwaited) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    int child_saw = co_await cx::co_spawn(
+        pool,
+        [this](int me) -> awaitable<int> {
+          const int saw = rid.get();
+          (void)rid.set(2000 + me);  // the child's own copy
+          co_await net::post(net::bind_executor(other, use_awaitable));
+          p.check(2000 + me, "child after a hop to another io_context");
+          co_return saw;
+        }(id),
+        use_awaitable);
+    EXPECT_EQ(child_saw, id);
+    p.check(id, "parent after awaiting a child spawned on the pool");
+  });
+}
+
+TEST_F(Follow, UseFutureCompletesATaskThatHoppedExecutors) {
+  auto f = cx::co_spawn(
+      pool,
+      [this]() -> awaitable<int> {
+        (void)rid.set(7);
+        co_await net::post(net::bind_executor(other, use_awaitable));
+        p.check(7, "after a hop, spawned with use_future");
+        co_return rid.get();
+      },
+      net::use_future);
+  EXPECT_EQ(f.get(), 7);
+  EXPECT_EQ(p.wrong.load(), 0) << p.text();
+  EXPECT_EQ(rid.get(), -1);
+  EXPECT_EQ(leaked_values_on(pool.get_executor(), 2), 0);
+  EXPECT_EQ(leaked_values_on(other.get_executor(), 1), 0);
+}
+
+}  // namespace
+
+// ---- to_thread (Python's asyncio.to_thread) ----------------------------------
+
+namespace {
+
+TEST_F(Follow, ToThreadRunsFOnThePoolInACopyAndResumesOnTheTasksOwnExecutor) {
+  const auto io_thread = std::this_thread::get_id();
+  std::atomic<int> on_pool{0}, back_on_io{0};
+  run_tasks([&, this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    int seen = co_await cx::to_thread(pool, [&, id] {
+      if (std::this_thread::get_id() != io_thread) ++on_pool;
+      const int v = rid.get();
+      (void)rid.set(3000 + id);  // the copy's: never reaches the task
+      return v;
+    });
+    EXPECT_EQ(seen, id);
+    if (std::this_thread::get_id() == io_thread) ++back_on_io;
+    p.check(id, "after to_thread");
+    // On an executor, a void function, and a move-only result.
+    co_await cx::to_thread(pool.get_executor(), [] { (void)rid.set(-5); });
+    p.check(id, "after a void to_thread");
+    auto up = co_await cx::to_thread(pool, [] { return std::make_unique<int>(rid.get()); });
+    EXPECT_EQ(*up, id);
+    p.check(id, "after a move-only result");
+  });
+  EXPECT_EQ(on_pool.load(), 4);
+  EXPECT_EQ(back_on_io.load(), 4);
+}
+
+TEST_F(Follow, ToThreadRethrowsFsExceptionInTheTaskWithItsContextIntact) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    bool caught = false;
+    try {
+      co_await cx::to_thread(pool, [] {
+        (void)rid.set(-7);
+        throw std::runtime_error("boom");
+      });
+    } catch (const std::runtime_error& e) {
+      caught = std::string(e.what()) == "boom";
+    }
+    EXPECT_TRUE(caught);
+    p.check(id, "after to_thread threw");
+  });
+}
+
+TEST_F(Follow, ToThreadTakesAMoveOnlyFunction) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    auto owned = std::make_unique<int>(41);
+    int r = co_await cx::to_thread(pool, [o = std::move(owned)] { return *o + 1; });
+    EXPECT_EQ(r, 42);
+    p.check(id, "after a move-only function");
+  });
+}
+
+}  // namespace
+
+// ---- flow policy: co_spawn and to_thread start new work in a fork -------------
+
+namespace {
+
+awaitable<void> read_into(ctxvars::context_var<int>& iso, ctxvars::context_var<int>& mapped,
+                          std::pair<int, int>& seen) {
+  seen = {iso.get(), mapped.get()};
+  co_return;
+}
+
+TEST(AsioFlow, CoSpawnAndToThreadStartNewWorkInAFork) {
+  ctxvars::context_var<int> iso("iso", 0, ctxvars::flow::isolate);
+  ctxvars::context_var<int> mapped("mapped", 0, ctxvars::on_fork([](const int& x) { return x + 1; }));
+  net::io_context io;
+  net::thread_pool pool(1);
+  std::pair<int, int> seen{-1, -1}, seen_ex{-1, -1}, in_c{-1, -1}, in_thread{-1, -1};
+  ctxvars::context c;
+  c.run([&] {
+    (void)iso.set(5);
+    (void)mapped.set(5);
+    cx::co_spawn(io, read_into(iso, mapped, seen), net::detached);
+    cx::co_spawn(io.get_executor(), read_into(iso, mapped, seen_ex), net::detached);
+  });
+  cx::co_spawn(io, c.copy(), read_into(iso, mapped, in_c), net::detached);  // in a context given: no fork
+  cx::co_spawn(io, c.copy(), [&]() -> awaitable<void> {
+    in_thread = co_await cx::to_thread(pool, [&] { return std::pair(iso.get(), mapped.get()); });
+  }, net::detached);
+  io.run();
+  pool.join();
+  EXPECT_EQ(seen, std::pair(0, 6));
+  EXPECT_EQ(seen_ex, std::pair(0, 6));
+  EXPECT_EQ(in_c, std::pair(5, 5));
+  EXPECT_EQ(in_thread, std::pair(0, 6));
+}
+
+TEST(AsioFlow, CoSpawnWithAThrowingOnForkThrowsAndNothingRuns) {
+  ctxvars::context_var<int> mapped("mapped", 0,
+                                   ctxvars::on_fork([](const int&) -> int { throw std::runtime_error("f"); }));
+  ctxvars::context_var<int> iso("iso", 0, ctxvars::flow::isolate);
+  net::io_context io;
+  std::pair<int, int> seen{-1, -1};
+  ctxvars::context().run([&] {
+    (void)mapped.set(1);
+    EXPECT_THROW(cx::co_spawn(io, read_into(iso, mapped, seen), net::detached), std::runtime_error);
+  });
+  io.run();
+  EXPECT_EQ(seen, std::pair(-1, -1));
+}
+
+}  // namespace
