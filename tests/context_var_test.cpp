@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -458,6 +459,39 @@ TEST(ContextVar, AVariableRecreatedAtTheSameAddressIsANewVariable) {
     EXPECT_FALSE(v2->try_get().has_value()) << "stale cache or address-keyed entry";
     EXPECT_EQ(v2->peek(), nullptr);
     v2->~context_var();
+  });
+}
+
+// The write hook (context_impl::before_write) the Python module installs around C++ calls.
+int hook_calls = 0;
+bool hook_throws = false;
+void counting_hook(detail::context_impl*) {
+  ++hook_calls;
+  if (hook_throws) throw std::runtime_error("hook");
+}
+
+TEST(ContextVar, AWriteHookRunsBeforeEachSetAndResetAndAThrowingOneLeavesTheContextUnchanged) {
+  context_var<int> v("v", 0);
+  context c;
+  c.run([&] {
+    detail::context_impl* impl = detail::context_access::impl(c);
+    impl->before_write.store(&counting_hook);
+    hook_calls = 0;
+    auto t = v.set(1);
+    EXPECT_EQ(hook_calls, 1);
+    hook_throws = true;
+    EXPECT_THROW((void)v.set(2), std::runtime_error);
+    EXPECT_EQ(v.get(), 1);
+    EXPECT_THROW(v.reset(t), std::runtime_error);
+    EXPECT_EQ(v.get(), 1);
+    EXPECT_FALSE(t.used());
+    hook_throws = false;
+    v.reset(t);
+    EXPECT_EQ(hook_calls, 4);
+    EXPECT_EQ(v.get(), 0);
+    impl->before_write.store(nullptr);
+    (void)v.set(3);
+    EXPECT_EQ(hook_calls, 4);
   });
 }
 
