@@ -56,10 +56,19 @@ class resumer {
 // thread's current context without the atomic enter/leave, and its sets skip
 // the context's lock. A chain in an explicit context (`shared`) enters it
 // atomically and may find it busy: see resumer.
+//
+// Is the holder me? A shared context may be busy because the very thread
+// that wants to run the step is inside it, further down its stack: the
+// scheduler's loop runs inside c.run(...), or ~thread_pool waits for the step
+// inside c.run(...). Waiting for that holder would wait forever, so the step
+// runs there and then, switched into the context without entering it again
+// (`shared_borrowed`), as the Asio adapter's steps do.
 struct chain_state {
   // Private or shared, and inside (the context is current on the running
   // thread) or not: one byte, so the hot path of a suspension tests once.
-  enum mode_t : unsigned char { private_out = 0, private_in = 1, shared_out = 2, shared_in = 3 };
+  // shared_borrowed: inside a context this thread entered further down its
+  // stack (bit 1: inside; bit 2: not entered by this chain).
+  enum mode_t : unsigned char { private_out = 0, private_in = 1, shared_out = 2, shared_in = 3, shared_borrowed = 7 };
 
   context ctx;
   context_impl* const impl;
@@ -89,11 +98,16 @@ struct chain_state {
     switch_back(this_thread_state(), impl, prev);
   }
   // Outside only. false: another thread is inside (shared chains only);
-  // nothing changed.
+  // nothing changed. If this thread itself is inside (see "is the holder
+  // me?" above), switches to the context without entering it.
   bool try_enter() noexcept {
-    if (!is_private() && !impl->try_enter()) return false;
+    mode_t in = static_cast<mode_t>(mode | 1);
+    if (!is_private() && !impl->try_enter()) {
+      if (!impl->entered_by_this_thread()) return false;
+      in = shared_borrowed;
+    }
     prev = switch_to(this_thread_state(), impl);
-    mode = static_cast<mode_t>(mode | 1);
+    mode = in;
     return true;
   }
   // For awaitables that cannot be handed the resumer (their await_suspend
@@ -106,6 +120,9 @@ struct chain_state {
     if (!inside()) return;
     if (is_private()) {
       leave_private();
+    } else if (mode == shared_borrowed) {
+      mode = shared_out;
+      switch_back(this_thread_state(), impl, prev);  // the holder, down the stack, leaves it
     } else {
       mode = shared_out;
       leave_context(impl, prev);

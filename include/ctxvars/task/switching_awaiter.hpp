@@ -52,7 +52,13 @@ struct switching_awaiter {
   chain_state* chain;
   Awaiter inner;
 
+  // Whether the awaitable may be handed the chain's resumer (an untyped
+  // handle): only if await_suspend is one plain function taking
+  // std::coroutine_handle<>. A template (or an overload set) may be callable
+  // with one and still use h.promise() in its body, which no constraint can
+  // see: such an awaitable gets the task's own handle (see suspend_other).
   static constexpr bool takes_any_handle =
+      requires { &std::remove_cvref_t<Awaiter>::await_suspend; } &&
       requires(Awaiter& a, std::coroutine_handle<> h) { a.await_suspend(h); };
 
   bool await_ready() { return inner.await_ready(); }
