@@ -4,6 +4,8 @@
 // (ctxvars::bind, or a ctxvars::task).
 #pragma once
 
+#include "config.hpp"  // first: its C++20 check comes before <coroutine>'s
+
 #include <condition_variable>
 #include <coroutine>
 #include <cstddef>
