@@ -964,25 +964,36 @@ TEST(Task, DestroyingAThreadPoolInsideTheTasksContextRunsTheTaskInsteadOfWaiting
 
 TEST(Task, DestroyingAThreadPoolInsideAContextRunsHelpedWorkInAFreshContext) {
   context c;
-  std::atomic<int> saw_default{0}, jobs{0};
+  std::atomic<int> saw_default{0}, jobs{0}, on_destroyer{0};
+  std::atomic<bool> go{false};
+  const std::thread::id me = std::this_thread::get_id();
+  std::thread releaser;
   c.run([&] {
     (void)rid.set(5);
     thread_pool p(1);
-    std::atomic<bool> go{false};
+    std::atomic<bool> blocking{false};
     p.post([&] {
-      while (!go) std::this_thread::yield();  // keeps the one worker busy
+      blocking = true;
+      while (!go) std::this_thread::yield();  // keeps the one worker busy while ~thread_pool runs
     });
+    while (!blocking) std::this_thread::yield();
     for (int i = 0; i < 50; ++i)
       p.post([&] {
         if (rid.get() == -1) ++saw_default;
+        if (std::this_thread::get_id() == me) ++on_destroyer;
         (void)rid.set(42);
         (void)rid.set(-1);  // a worker's own context: leave it as found
         ++jobs;
       });
-    go = true;
+    releaser = std::thread([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      go = true;
+    });
   });
+  releaser.join();
   EXPECT_EQ(jobs.load(), 50);
-  EXPECT_EQ(saw_default.load(), 50);
+  EXPECT_GT(on_destroyer.load(), 0) << "the destroying thread did not help";
+  EXPECT_EQ(saw_default.load(), 50) << "helped work saw the destroying thread's context";
   EXPECT_EQ(c.get(rid), 5) << "helped work wrote into the context the destroying thread held";
 }
 
