@@ -35,12 +35,14 @@ namespace ctxvars {
 // of its own (the held context's values never leak into posted work, nor
 // posted work's sets into it). A task step whose context this thread holds
 // runs there (see task/chain.hpp, "is the holder me?").
+//
+// Thread safety: post() and schedule() may be called from any thread,
+// workers included, until the destructor has returned.
 class thread_pool {
  public:
   // What post() queues: any move-only callable taking no arguments.
   using function = detail::unique_function;
 
- public:
   // Starts `threads` workers (at least one). Throws std::system_error if a
   // thread cannot be started (the ones already started are joined).
   explicit thread_pool(unsigned threads = std::thread::hardware_concurrency()) {
