@@ -19,7 +19,7 @@
 #include <boost/version.hpp>
 
 #if BOOST_VERSION < 108000
-#error "ctxvars/boost_asio.hpp needs Boost.Asio >= 1.80 (boost::asio::deferred and the associator hook); Debian: libboost1.81-dev"
+#error "ctxvars/boost_asio.hpp needs Boost 1.80 or later (boost::asio::deferred and the associator hook); Debian: libboost1.81-dev"
 #endif
 
 #if !defined(BOOST_ASIO_HAS_CO_AWAIT) || !defined(BOOST_ASIO_HAS_STD_COROUTINE)

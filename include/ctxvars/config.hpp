@@ -10,6 +10,16 @@
 //                           Portable spellings of compiler hints (internal).
 #pragma once
 
+// The first thing every ctxvars header checks (each includes this file before
+// anything else that could fail): the language level. (MSVC reports its
+// level in _MSVC_LANG; __cplusplus stays 199711L without /Zc:__cplusplus.)
+#if !((defined(_MSVC_LANG) && _MSVC_LANG >= 202002L) || __cplusplus >= 202002L)
+#error "ctxvars needs C++20: compile with -std=c++20 or later (in CMake, linking ctxvars::ctxvars asks for it)"
+// Compilers go on after #error; a missing header stops them, so the message
+// above is not buried under a hundred errors from C++20 code that follows.
+#include <ctxvars_needs_cxx20_see_the_error_above>
+#endif
+
 #ifndef CTXVARS_CACHE_SIZE
 #define CTXVARS_CACHE_SIZE 128
 #endif

@@ -238,10 +238,15 @@ class context_var {
     detail::box_ptr box = detail::make_box<T>(info_, std::move(value));
     detail::context_impl* c = detail::this_thread_state().current;
     if (CTXVARS_UNLIKELY(!c)) c = detail::writable_context();
+    // What the update retires (a fold's old layers may hold the last
+    // reference to masked values): released when set returns, after the
+    // cache, the token and the watchers are final. Declared before `t`, so
+    // it dies after the token is complete (NRVO: `t` is the caller's object).
+    detail::context_map::retired dropped;
     token<T> t(this, id_, c->id);
     detail::box_base* const added = box.get();
     const T* now = &detail::box_value<T>(added);
-    c->assign(id_, std::move(box), t.old_box_);
+    c->assign(id_, std::move(box), t.old_box_, dropped);
     // The cache first: the copy below is user code, which may set this very
     // variable again (and then rewrites the slot itself).
     remember(now);
@@ -268,24 +273,26 @@ class context_var {
     if (t.var_id_ != id_) detail::throw_foreign_var(name(), t.var_id_);
     detail::context_impl* c = detail::this_thread_state().current;
     if (!c || c->id != t.ctx_id_) detail::throw_foreign_context(name());
+    // `dropped` (what a fold retired) and `displaced` die last: their values'
+    // destructors (user code) see the reset complete, the cache right and
+    // the token used.
+    detail::context_map::retired dropped;
     detail::box_ptr displaced;
     detail::box_base* const restored = t.old_box_.get();
     if (restored) {
       const T* now = &detail::box_value<T>(restored);
       if constexpr (detail::boxed_as_optional<T>)
-        c->assign(id_, detail::box_ptr(t.old_box_), displaced);  // the token keeps it: old_value()
+        c->assign(id_, detail::box_ptr(t.old_box_), displaced, dropped);  // the token keeps it: old_value()
       else
-        c->assign(id_, std::move(t.old_box_), displaced);
+        c->assign(id_, std::move(t.old_box_), displaced, dropped);
       remember(now);
     } else {
-      c->remove(id_, displaced);
+      c->remove(id_, displaced, dropped);
       remember(nullptr);
     }
     t.state_ = token<T>::state::used;
     if (CTXVARS_UNLIKELY(detail::watching() & detail::watching_values))
       detail::notify_value(id_, displaced.get(), restored);
-    // `displaced` dies last: its value's destructor (user code) sees the
-    // reset complete and the token used.
   }
 
   // set(value) now, reset when the returned guard is destroyed (see scoped_value).

@@ -109,17 +109,20 @@ class alignas(64) context_impl {
 
   // Writer-side updates (caller: the thread running in this context).
   // Strong guarantee: on throw nothing changed and `box` was not consumed.
-  // The displaced box goes to `old`; nodes the update dropped die after unlock.
-  void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
+  // The displaced box goes to `old`; what the update dropped (trie nodes, and
+  // after a fold the old layers with the values they alone kept) goes to
+  // `dropped`. Both are the caller's: releasing them may run value
+  // destructors (user code, which may get/set/reset anything), so the caller
+  // destroys them only after its own state — the lookup cache, the token, the
+  // watchers' notification — is final ("own first, publish, user code last").
+  void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old, context_map::retired& dropped) {
     if (CTXVARS_UNLIKELY(box->bears_policy) && !flow_.contains(var_id))
-      return assign_first_policy_value(var_id, std::move(box), old);
-    context_map::retired dropped;
+      return assign_first_policy_value(var_id, std::move(box), old, dropped);
     writer_lock g(*this);
     map.assign(var_id, var_id, std::move(box), old, dropped);
     ++mods_;
   }
-  void remove(std::uint64_t var_id, box_ptr& old) {
-    context_map::retired dropped;
+  void remove(std::uint64_t var_id, box_ptr& old, context_map::retired& dropped) {
     writer_lock g(*this);
     if (map.remove(var_id, var_id, old, dropped)) ++mods_;
   }
@@ -152,9 +155,9 @@ class alignas(64) context_impl {
 
   // The first value of a policy-bearing variable here: its id joins the
   // list (built before anything changes; O(k) with k ids), then the map.
-  CTXVARS_NOINLINE void assign_first_policy_value(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
+  CTXVARS_NOINLINE void assign_first_policy_value(std::uint64_t var_id, box_ptr&& box, box_ptr& old,
+                                                  context_map::retired& dropped) {
     flow_keys keys = flow_.with(var_id, [this](std::uint64_t k) { return map.find(k, k) != nullptr; });
-    context_map::retired dropped;
     writer_lock g(*this);
     map.assign(var_id, var_id, std::move(box), old, dropped);
     flow_.swap(keys);  // the old list is released after the lock
