@@ -70,11 +70,12 @@ int main() {
     stage.set("consuming");
     plain_generator<std::string> g = plain_rows();
     g.next();
-    std::printf("  got '%s'; the consumer's stage is now '%s'\n", g.value().c_str(), stage.get().c_str());
+    std::printf("  got '%s'; the consumer's stage is now '%s' (the body's set leaked out)\n", g.value().c_str(),
+                stage.get().c_str());
     stage.set("consuming");  // the consumer restores its own value ...
     user.set("bob");
     g.next();  // ... which the body now sees as its own
-    std::printf("  got '%s'\n", g.value().c_str());
+    std::printf("  got '%s' (the consumer's set leaked in)\n", g.value().c_str());
   });
 
   std::printf("ctxvars::generator\n");
