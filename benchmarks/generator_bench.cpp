@@ -37,7 +37,7 @@ ctxvars::generator<int> timed_gets(benchmark::State& state, bool own) {
   co_yield 0;
 }
 ctxvars::generator<int> wrap(ctxvars::generator<int> inner, int level) {
-  level_var.set(level);
+  if (level >= 0) level_var.set(level);  // a layer of its own (else it only passes values on)
   for (int x : inner) co_yield x;
 }
 void BM_Generator_GetNested3(benchmark::State& state) {
@@ -63,11 +63,13 @@ void BM_Generator_PullNested3(benchmark::State& state) {
   });
 }
 // The same, the consumer setting a variable before each pull: every level
-// rebuilds its layer over the changed context below it.
+// rebuilds its layer over the changed context below it. Arg 1: the two outer
+// levels set a variable of their own (each rebuild writes it again); 0: none.
 void BM_Generator_PullNested3_ConsumerSets(benchmark::State& state) {
   ctxvars::context().run([&] {
     consumer_var.set(1);
-    auto g = wrap(wrap(reads_forever(), 1), 2);
+    const bool own = state.range(0) != 0;
+    auto g = wrap(wrap(reads_forever(), own ? 1 : -1), own ? 2 : -1);
     auto it = g.begin();
     int i = 0;
     for (auto _ : state) {
@@ -134,6 +136,6 @@ BENCHMARK(BM_Generator_PlainGet);
 BENCHMARK(BM_Generator_GetNested3)->Arg(0)->Arg(1);
 BENCHMARK(BM_PlainGenerator_PullNested3);
 BENCHMARK(BM_Generator_PullNested3);
-BENCHMARK(BM_Generator_PullNested3_ConsumerSets);
+BENCHMARK(BM_Generator_PullNested3_ConsumerSets)->Arg(0)->Arg(1);
 
 BENCHMARK_MAIN();
