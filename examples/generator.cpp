@@ -33,9 +33,11 @@ class plain_generator {
     void unhandled_exception() { std::terminate(); }
   };
   explicit plain_generator(std::coroutine_handle<promise_type> h) : h_(h) {}
-  plain_generator(const plain_generator&) = delete;
-  plain_generator& operator=(const plain_generator&) = delete;
-  ~plain_generator() { h_.destroy(); }
+  plain_generator(plain_generator&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  plain_generator& operator=(plain_generator&&) = delete;
+  ~plain_generator() {
+    if (h_) h_.destroy();
+  }
   bool next() {
     h_.resume();
     return !h_.done();

@@ -105,8 +105,27 @@ class generator_layer final : public context_layer {
       consumer_mods_ = cmods;
       built_ = true;
     }
-    consumer_ = cons;
+    consumer_map_ = cons ? &cons->map : nullptr;
     return switch_to(st, ctx_);
+  }
+  // For a generator whose resumes are not on the consumer's stack
+  // (async_generator.hpp): builds the layer over `base`, a snapshot of the
+  // consumer's context that the layer keeps until the next call, and makes
+  // no switch. O(1) if `base` is the snapshot of the last call, else a
+  // rebuild as in enter(); the replaced map and snapshot go to `retired`
+  // (released by the caller: user destructors). Throws std::bad_alloc; then
+  // nothing changed.
+  void build_over(context_map base, context_map& retired, context_map& retired_base) {
+    if (!ctx_) {
+      ctx_ = new context_impl(false);
+      ctx_->set_layer(this);
+    }
+    if (!built_ || !base.identical(base_)) {
+      rebuild(&base, retired);
+      built_ = true;
+    }
+    retired_base = std::exchange(base_, std::move(base));
+    consumer_map_ = &base_;
   }
   // enter() for the last resume (destruction), which cannot throw: without
   // memory for a rebuild, the cleanup sees the layer as of its last resume.
@@ -114,15 +133,30 @@ class generator_layer final : public context_layer {
     try {
       return enter(st, retired);
     } catch (...) {
-      consumer_ = st.current;
+      consumer_map_ = st.current ? &st.current->map : nullptr;
       return switch_to(st, ctx_);
     }
   }
   // Undoes enter(): the consumer's context is current again.
   void leave(thread_state& st, const switch_record& r) noexcept {
-    consumer_ = nullptr;
+    consumer_map_ = nullptr;
     switch_back(st, ctx_, r);
-    if (!inherited_.empty()) prune();
+    prune();
+  }
+
+  // Drops the boxes only the inherited list still holds. Call outside the
+  // layer: a value's destructor (user code) runs in the caller's context,
+  // with the list consistent.
+  void prune() noexcept {
+    for (std::size_t i = 0; i < inherited_.size();) {
+      if (inherited_[i].box->refs.load(std::memory_order_acquire) == 1) {
+        box_ptr dead = std::move(inherited_[i].box);
+        if (i + 1 != inherited_.size()) inherited_[i] = std::move(inherited_.back());
+        inherited_.pop_back();
+      } else {
+        ++i;
+      }
+    }
   }
 
   // context_layer: a write of the body (set, reset) to its context.
@@ -131,7 +165,7 @@ class generator_layer final : public context_layer {
       // A reset that undoes the body's first set of this variable (or one to
       // "absent": the body never removes a variable it set by itself): show
       // the consumer's current value again.
-      const box_ptr* theirs = consumer_ ? consumer_->map.find(id, id) : nullptr;
+      const box_ptr* theirs = consumer_map_ ? consumer_map_->find(id, id) : nullptr;
       if (theirs)
         c.assign_direct(id, box_ptr(*theirs), old);
       else
@@ -180,8 +214,9 @@ class generator_layer final : public context_layer {
 
   // The consumer's map (or an empty one) with the body's own values on top.
   // Strong guarantee: everything is built before the context changes.
-  void rebuild(context_impl* cons, context_map& retired) {
-    context_map m = cons ? cons->map : context_map();
+  void rebuild(context_impl* cons, context_map& retired) { rebuild(cons ? &cons->map : nullptr, retired); }
+  void rebuild(const context_map* from, context_map& retired) {
+    context_map m = from ? *from : context_map();
     for (std::uint64_t id : own_) {
       const box_ptr* mine = ctx_->map.find(id, id);
       box_ptr copy = mine ? *mine : box_ptr();
@@ -198,23 +233,9 @@ class generator_layer final : public context_layer {
     retired = std::move(m);
   }
 
-  // Drops the boxes only this list still holds. Runs after leave()'s switch:
-  // a value's destructor (user code) runs in the consumer's context, with
-  // the list consistent.
-  void prune() noexcept {
-    for (std::size_t i = 0; i < inherited_.size();) {
-      if (inherited_[i].box->refs.load(std::memory_order_acquire) == 1) {
-        box_ptr dead = std::move(inherited_[i].box);
-        if (i + 1 != inherited_.size()) inherited_[i] = std::move(inherited_.back());
-        inherited_.pop_back();
-      } else {
-        ++i;
-      }
-    }
-  }
-
   context_impl* ctx_ = nullptr;           // owned by the generator (released after its frame)
-  const context_impl* consumer_ = nullptr;  // between enter() and leave()
+  const context_map* consumer_map_ = nullptr;  // the consumer's map: between enter() and leave(), or base_
+  context_map base_;                           // build_over's snapshot
   std::uint64_t consumer_id_ = 0;         // what the map was last built over
   std::uint64_t consumer_mods_ = 0;
   bool built_ = false;
