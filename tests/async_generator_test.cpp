@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <coroutine>
+#include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -185,5 +187,42 @@ TEST_F(AsyncGenerator, AsyncGeneratorsNest) {
   auto got = sync_wait(consume_all(outer_gen()));
   EXPECT_EQ(got, (std::vector<int>{5200, 1, 5200, 1}));
 }
+
+struct alignas(64) over_aligned {
+  int v;
+};
+
+async_generator<over_aligned> over_aligned_values() {
+  co_await hop_to_new_thread{};
+  co_yield over_aligned{a.get()};
+}
+
+// A task<over_aligned>: its frame, holding the optional below, is aligned too.
+task<over_aligned> consume_over_aligned() {
+  a.set(4);
+  auto g = over_aligned_values();
+  auto v = co_await g.next();
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(&*v) % 64, 0u);
+  co_return *v;
+}
+
+async_generator<std::unique_ptr<int>> move_only_values() {
+  co_yield std::make_unique<int>(a.get());
+  co_await hop_to_new_thread{};
+  auto p = std::make_unique<int>(a.get() + 1);
+  co_yield std::move(p);
+}
+
+task<int> consume_move_only() {
+  a.set(20);
+  auto g = move_only_values();
+  int sum = 0;
+  while (auto v = co_await g.next()) sum += **v;
+  co_return sum;
+}
+
+TEST_F(AsyncGenerator, MoveOnlyValues) { EXPECT_EQ(sync_wait(consume_move_only()), 41); }
+
+TEST_F(AsyncGenerator, OverAlignedValues) { EXPECT_EQ(sync_wait(consume_over_aligned()).v, 4); }
 
 }  // namespace

@@ -23,7 +23,9 @@
 #pragma once
 
 #include <coroutine>
+#include <cstddef>
 #include <exception>
+#include <new>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -67,6 +69,23 @@ class async_generator_promise : public promise_base {
   to_consumer final_suspend() noexcept { return {}; }
   void return_void() noexcept {}
   void unhandled_exception() noexcept { error_ = std::current_exception(); }
+
+  // Frames of an over-aligned T (held in the promise) get T's alignment:
+  // clang 14 allocates coroutine frames 16-aligned otherwise.
+  static constexpr std::size_t frame_align =
+      alignof(T) > __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? alignof(T) : __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+  static void* operator new(std::size_t n) {
+    if constexpr (frame_align > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
+      return ::operator new(n, std::align_val_t{frame_align});
+    else
+      return ::operator new(n);
+  }
+  static void operator delete(void* p, std::size_t) noexcept {
+    if constexpr (frame_align > __STDCPP_DEFAULT_NEW_ALIGNMENT__)
+      ::operator delete(p, std::align_val_t{frame_align});
+    else
+      ::operator delete(p);
+  }
 
  private:
   friend class async_generator<T>;
