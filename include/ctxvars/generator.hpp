@@ -32,6 +32,8 @@
 // one it was built over; only if it changed is the map rebuilt: an O(1) copy
 // of the consumer's map plus one write per variable the body set. Its writes
 // go through a small hook in the core (detail::context_layer).
+//
+// A body that also co_awaits: async_generator<T> (<ctxvars/async_generator.hpp>).
 #pragma once
 
 #include <coroutine>
