@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <coroutine>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -596,6 +597,39 @@ TEST(Generator, TasksStartedInsideTheBodyCopyTheLayeredView) {
   auto g = awaits_a_task_synchronously();
   EXPECT_EQ(*g.begin(), 5);
   EXPECT_EQ(b.get(), -1);
+}
+
+// Resumes the awaiting coroutine on a new thread, joined by the caller.
+struct hop_to_thread {
+  std::thread* t;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) { *t = std::thread([h] { h.resume(); }); }
+  void await_resume() const noexcept {}
+};
+
+task<std::vector<int>> pulls_across_threads(std::thread* t1, std::thread* t2) {
+  std::vector<int> got;
+  a.set(1);
+  auto g = set_b_read_a();
+  auto it = g.begin();
+  got.push_back(*it);
+  co_await hop_to_thread{t1};  // the task's context follows it; the generator's layer too
+  a.set(2);
+  ++it;
+  got.push_back(*it);
+  co_await hop_to_thread{t2};
+  ++it;
+  got.push_back(*it);
+  got.push_back(b.get());
+  co_return got;
+}
+
+TEST(Generator, ATaskConsumerMayPullOnEveryThreadItRunsOn) {
+  std::thread t1, t2;
+  auto got = sync_wait(pulls_across_threads(&t1, &t2));
+  t1.join();
+  t2.join();
+  EXPECT_EQ(got, (std::vector<int>{1042, 2042, 2042, -1}));
 }
 
 generator<std::unique_ptr<int>> move_only_values(int n) {
