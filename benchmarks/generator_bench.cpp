@@ -2,7 +2,9 @@
 // beside a plain get() and the raw thread_local baseline, in one run; and the
 // cost of a pull through 3 layers, beside the same pull through plain
 // coroutine generators (no context switching at all).
+#include <ctxvars/async_generator.hpp>
 #include <ctxvars/generator.hpp>
+#include <ctxvars/task.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -129,6 +131,29 @@ void BM_PlainGenerator_PullNested3(benchmark::State& state) {
   });
 }
 
+// One pull of an async generator (its body reads a variable), from a task;
+// beside one pull of a generator<int> from the same task.
+ctxvars::async_generator<int> async_reads_forever() {
+  for (;;) co_yield consumer_var.get();
+}
+ctxvars::task<void> pull_async(benchmark::State& state) {
+  consumer_var.set(1);
+  auto g = async_reads_forever();
+  for (auto _ : state) benchmark::DoNotOptimize(*co_await g.next());
+}
+void BM_AsyncGenerator_Pull(benchmark::State& state) { ctxvars::sync_wait(pull_async(state)); }
+ctxvars::task<void> pull_sync(benchmark::State& state) {
+  consumer_var.set(1);
+  auto g = reads_forever();
+  auto it = g.begin();
+  for (auto _ : state) {
+    ++it;
+    benchmark::DoNotOptimize(*it);
+  }
+  co_return;
+}
+void BM_Generator_PullFromTask(benchmark::State& state) { ctxvars::sync_wait(pull_sync(state)); }
+
 }  // namespace
 
 BENCHMARK(ctxvars_bench::BM_ThreadLocal_Read);
@@ -137,5 +162,7 @@ BENCHMARK(BM_Generator_GetNested3)->Arg(0)->Arg(1);
 BENCHMARK(BM_PlainGenerator_PullNested3);
 BENCHMARK(BM_Generator_PullNested3);
 BENCHMARK(BM_Generator_PullNested3_ConsumerSets)->Arg(0)->Arg(1);
+BENCHMARK(BM_Generator_PullFromTask);
+BENCHMARK(BM_AsyncGenerator_Pull);
 
 BENCHMARK_MAIN();

@@ -26,13 +26,18 @@ context_var<int> b("b", -1);
 // Threads started by hop_to_new_thread, joined after each test.
 std::mutex threads_m;
 std::vector<std::thread> threads;
+// Joins until none is left (a hop thread may start the next hop's thread).
 void join_threads() {
-  std::vector<std::thread> all;
-  {
-    std::lock_guard lk(threads_m);
-    all.swap(threads);
+  for (;;) {
+    std::thread t;
+    {
+      std::lock_guard lk(threads_m);
+      if (threads.empty()) return;
+      t = std::move(threads.front());
+      threads.erase(threads.begin());
+    }
+    t.join();
   }
-  for (auto& t : all) t.join();
 }
 
 // Resumes the awaiting coroutine on a new thread (whose context is empty).
