@@ -278,7 +278,7 @@ class context_var {
     // the token used.
     detail::context_map::retired dropped;
     detail::box_ptr displaced;
-    detail::box_base* const restored = t.old_box_.get();
+    detail::box_base* restored = t.old_box_.get();
     if (restored) {
       const T* now = &detail::box_value<T>(restored);
       if constexpr (detail::boxed_as_optional<T>)
@@ -290,6 +290,9 @@ class context_var {
       c->remove(id_, displaced, dropped);
       remember(nullptr);
     }
+    // A generator's layer may have shown its consumer's value instead (see
+    // detail::context_layer): cache what is there now.
+    if (CTXVARS_UNLIKELY(c->layer() != nullptr)) restored = remember_current(c);
     t.state_ = token<T>::state::used;
     if (CTXVARS_UNLIKELY(detail::watching() & detail::watching_values))
       detail::notify_value(id_, displaced.get(), restored);
@@ -306,6 +309,11 @@ class context_var {
       if (const detail::box_ptr* p = st.current->map.find(id_, id_)) v = &detail::box_value<T>(p->get());
     detail::slot_for(st, id_) = {id_, st.version, v};
     return v;
+  }
+  CTXVARS_NOINLINE detail::box_base* remember_current(detail::context_impl* c) const noexcept {
+    const detail::box_ptr* p = c->map.find(id_, id_);
+    remember(p ? &detail::box_value<T>(p->get()) : nullptr);
+    return p ? p->get() : nullptr;
   }
   void remember(const T* v) const noexcept {
     detail::thread_state& st = detail::this_thread_state();
