@@ -8,9 +8,10 @@
 //   auto s = request.scoped_set("c22-r0");
 //   std::cout << ctxvars::copy_context();   // request_id=c22-r0
 //
-// How a value becomes text is part of its variable's identity: strings,
-// numbers, bool and every T with an operator<< work out of the box (see
-// detail/text.hpp); set_formatter() gives a variable its own; with {fmt},
+// How a value becomes text is part of its variable's identity: strings (of
+// every character type; a null C string prints `(null)`), numbers (__int128
+// exactly), bool, enums, optionals and every T with an operator<< work out of
+// the box (the full table is in detail/text.hpp); set_formatter() gives a variable its own; with {fmt},
 // use_fmt_formatter() uses fmt::formatter<T>. A value without a formatter
 // prints as `<?>`.
 //
@@ -186,7 +187,14 @@ void append_current_fields(std::string& out, const context_var<T>&... vars) {
 namespace detail {
 template <class T>
 void write_fmt(const void* p, bool p_is_box, std::string& out) {
-  fmt::format_to(std::back_inserter(out), "{}", text_arg<T>(p, p_is_box));
+  const T& v = text_arg<T>(p, p_is_box);
+  if constexpr (is_char_pointer_v<T>) {
+    if (!v) {  // fmt throws format_error for a null C string
+      out += "(null)";
+      return;
+    }
+  }
+  fmt::format_to(std::back_inserter(out), "{}", v);
 }
 }  // namespace detail
 // Formats `v`'s values with fmt::formatter<T> ("{}").
