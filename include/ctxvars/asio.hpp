@@ -55,6 +55,15 @@
 
 #include "detail/asio_adapter.hpp"
 
+#if CTXVARS_DEBUG_CHECKS  // the leak check's view of this Asio's event loop
+#include <asio/detail/thread_context.hpp>
+
+#include "detail/debug_asio_probe.hpp"
+namespace ctxvars::detail::debug {
+inline const bool asio_probe = asio_probe_registered<::asio::detail::thread_context>;
+}
+#endif
+
 #ifndef CTXVARS_DETAIL_STANDALONE_ASIO_ASSOCIATOR
 #error "ctxvars: CTXVARS_NO_STANDALONE_ASIO is defined (for Boost-only programs), so bind() cannot forward standalone Asio's associations: do not define it in a program that uses standalone Asio (docs/coroutines.md)"
 #endif

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "detail/debug_checks.hpp"
+
 namespace ctxvars {
 
 // A fixed set of threads resuming coroutines and running functions, FIFO.
@@ -79,6 +81,9 @@ class thread_pool {
         f = std::move(q_.front());
         q_.pop_front();
       }
+#if CTXVARS_DEBUG_CHECKS
+      detail::debug::job_scope job("thread_pool job");
+#endif
       f();
     }
   }
