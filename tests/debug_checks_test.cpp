@@ -16,6 +16,7 @@
 
 #include "ctxvars/ctxvars.hpp"
 #include "ctxvars/format.hpp"
+#include "ctxvars/task.hpp"
 #include "ctxvars/thread_pool.hpp"
 
 #ifdef CTXVARS_TEST_ASIO
@@ -158,6 +159,59 @@ TEST(DebugChecksTasks, WithoutTasksTheDumpIsEmpty) {
   EXPECT_EQ(os.str(), "");
 }
 
+// Suspends until the test resumes it (from the test's thread).
+struct gate {
+  std::atomic<bool> parked{false};
+  std::coroutine_handle<> h;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> c) noexcept {
+    h = c;
+    parked = true;
+  }
+  void await_resume() const noexcept {}
+};
+
+ctxvars::context_var<std::string> job_name("job");
+
+ctxvars::task<int> parked_task(ctxvars::thread_pool& pool, gate& g) {
+  co_await pool.schedule();
+  job_name.set("nightly");
+  co_await g;
+  co_return 1;
+}
+
+// Polls `pred` up to 60 s (the machine may be loaded).
+template <class P>
+bool eventually(P pred) {
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60); std::chrono::steady_clock::now() < end;) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
+}
+
+std::string dump() {
+  std::ostringstream os;
+  ctxvars::debug::dump_tasks(os);
+  return os.str();
+}
+
+TEST(DebugChecksTasks, ASuspendedSpawnedTaskIsDumpedWithItsValuesAndGoneOnceFinished) {
+  ctxvars::thread_pool pool(1);
+  gate g;
+  auto s = ctxvars::spawn(pool, parked_task(pool, g));
+  ASSERT_TRUE(eventually([&] { return g.parked.load(); }));
+  std::string text;
+  EXPECT_TRUE(eventually([&] {
+    text = dump();
+    return text.find("suspended") != std::string::npos;
+  })) << text;
+  EXPECT_NE(text.find("(task) suspended: job=nightly job.set_at="), std::string::npos) << text;
+  g.h.resume();  // the rest runs here, in the task's context
+  EXPECT_EQ(s.get(), 1);
+  EXPECT_TRUE(eventually([&] { return dump().empty(); })) << dump();
+}
+
 #ifdef CTXVARS_TEST_ASIO
 
 ctxvars::context_var<std::string> request_id("request_id");
@@ -231,28 +285,13 @@ asio::awaitable<void> waiting_task(asio::steady_timer& t, std::atomic<bool>& set
   co_await t.async_wait(asio::use_awaitable);  // cancelled by the test
 }
 
-std::string dump() {
-  std::ostringstream os;
-  ctxvars::debug::dump_tasks(os);
-  return os.str();
-}
-
-// Polls `pred` up to 60 s (the machine may be loaded).
-template <class P>
-bool eventually(P pred) {
-  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60); std::chrono::steady_clock::now() < end;) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
-}
-
 TEST(DebugChecksTasks, ASuspendedTaskIsDumpedWithItsIdStateAndValuesThenGoneWhenItEnds) {
   asio::io_context io;
   asio::steady_timer timer(io, std::chrono::steady_clock::time_point::max());
   std::atomic<bool> set{false};
   ctxvars::asio::co_spawn(io, waiting_task(timer, set), asio::detached);
   std::thread loop([&] { io.run(); });
+  EXPECT_TRUE(eventually([&] { return set.load(); }));
   std::string text;
   EXPECT_TRUE(eventually([&] {
     text = dump();

@@ -50,6 +50,7 @@ struct task_access {
   struct row {
     std::uint64_t id;
     const char* kind;
+    bool started;
     std::uint64_t thread;
     const char* waits;
     context_map values;
@@ -59,7 +60,8 @@ struct task_access {
     task_list& l = tasks();
     std::lock_guard<std::mutex> lk(l.m);
     for (task_entry* e = l.head; e; e = e->next_)
-      out.push_back({e->id_, e->kind_, e->thread_.load(std::memory_order_relaxed),
+      out.push_back({e->id_, e->kind_, e->started_.load(std::memory_order_relaxed),
+                     e->thread_.load(std::memory_order_relaxed),
                      e->waits_.load(std::memory_order_relaxed), e->ctx_->snapshot()});
     return out;
   }
@@ -70,7 +72,9 @@ namespace ctxvars::debug {
 
 // Writes one line per live task, oldest first:
 //   task 3 (Asio co_spawn) suspended: request_id=r7 request_id.set_at=/src/server.cpp:42
-// "suspended" or "running on thread N" (ctxvars' thread number), then the
+// "not started", "suspended" or "running on thread N" (ctxvars' thread
+// number; a step dispatched inline inside another task's step is not
+// counted), then the
 // task's context as the context printers write it. Safe to call from any
 // thread while the tasks run (each context is read as a snapshot); the
 // values are formatted after the registry's lock is released, so a
@@ -84,7 +88,9 @@ inline void dump_tasks(std::ostream& os) {
     line += " (";
     line += it->kind;
     line += ") ";
-    if (it->thread) {
+    if (!it->started) {
+      line += "not started";
+    } else if (it->thread) {
       line += "running on thread ";
       line += std::to_string(it->thread);
     } else {

@@ -107,6 +107,9 @@ struct chain_state {
   std::coroutine_handle<> parked{};  // shared: where the resumer goes once inside
   std::exception_ptr error{};        // shared: thrown by a foreign await_suspend, rethrown inside
   resumer resume;                    // shared only
+#if CTXVARS_DEBUG_CHECKS
+  debug::task_entry debug_entry{impl, "task"};  // ctxvars::debug::dump_tasks()
+#endif
 
   chain_state(context c, std::stop_token s, bool priv) noexcept
       : ctx(context_access::take(c)),
@@ -120,11 +123,17 @@ struct chain_state {
   CTXVARS_ALWAYS_INLINE void enter_private() noexcept {
     prev = switch_to(this_thread_state(), impl);
     mode = private_in;
+#if CTXVARS_DEBUG_CHECKS
+    debug_entry.running(thread_id(this_thread_state()));
+#endif
   }
   // Private chains, inside only.
   CTXVARS_ALWAYS_INLINE void leave_private() noexcept {
     mode = private_out;
     switch_back(this_thread_state(), impl, prev);
+#if CTXVARS_DEBUG_CHECKS
+    debug_entry.suspended(nullptr);
+#endif
   }
   // Outside only. false: another thread is inside (shared chains only);
   // nothing changed.
@@ -132,6 +141,9 @@ struct chain_state {
     if (!is_private() && !impl->try_enter()) return false;
     prev = switch_to(this_thread_state(), impl);
     mode = static_cast<mode_t>(mode | 1);
+#if CTXVARS_DEBUG_CHECKS
+    debug_entry.running(thread_id(this_thread_state()));
+#endif
     return true;
   }
   // For awaitables that cannot be handed the resumer (their await_suspend
@@ -147,6 +159,9 @@ struct chain_state {
     } else {
       mode = shared_out;
       leave_context(impl, prev);
+#if CTXVARS_DEBUG_CHECKS
+      debug_entry.suspended(nullptr);
+#endif
     }
   }
 };
@@ -183,7 +198,9 @@ resumer make_resumer(chain_state& chain, Schedule schedule) {
 // A copy of the current context that no handle shares (see chain_state).
 inline context private_copy_of_current() {
   context_impl* cur = this_thread_state().current;
-  return context_access::adopt(new context_impl(false, cur ? cur->map : context_map()));
+  // Debug checks: shared (its writes take the lock) so that dump_tasks() may
+  // read it from another thread.
+  return context_access::adopt(new context_impl(CTXVARS_DEBUG_CHECKS != 0, cur ? cur->map : context_map()));
 }
 
 template <class A>

@@ -202,7 +202,10 @@ class task_entry {
   task_entry& operator=(const task_entry&) = delete;
 
   // Called around each step (running on this thread) and at each suspension.
-  void running(std::uint64_t thread) noexcept { thread_.store(thread, std::memory_order_relaxed); }
+  void running(std::uint64_t thread) noexcept {
+    started_.store(true, std::memory_order_relaxed);
+    thread_.store(thread, std::memory_order_relaxed);
+  }
   void suspended(const char* where) noexcept {
     waits_.store(where, std::memory_order_relaxed);
     thread_.store(0, std::memory_order_relaxed);
@@ -213,6 +216,7 @@ class task_entry {
   context_impl* ctx_;
   const char* kind_;
   std::uint64_t id_ = 0;
+  std::atomic<bool> started_{false};          // a step has run
   std::atomic<std::uint64_t> thread_{0};      // the thread running a step, 0 if suspended
   std::atomic<const char*> waits_{nullptr};   // what it waits on, when known
   task_entry* prev_ = nullptr;
