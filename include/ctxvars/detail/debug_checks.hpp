@@ -141,6 +141,14 @@ inline reported_sites& sites() {
 // made is dropped).
 CTXVARS_NOINLINE inline void report_leak(std::string_view variable, const std::source_location& where,
                                          const char* inside) noexcept {
+  // This thread reported this site last time: skip the lock (a leak in a
+  // loop would otherwise take the mutex at every set).
+  thread_local const char* last_file = nullptr;
+  thread_local std::uint_least32_t last_line = 0, last_column = 0;
+  if (last_file == where.file_name() && last_line == where.line() && last_column == where.column()) return;
+  last_file = where.file_name();
+  last_line = where.line();
+  last_column = where.column();
   try {
     {
       reported_sites& s = sites();
