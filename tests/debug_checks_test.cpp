@@ -8,7 +8,6 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
-#include <source_location>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -137,7 +136,7 @@ TEST(DebugChecksProvenance, ContextPrintersShowWhereEachValueWasSet) {
     request.set("r1"); l1 = __LINE__;
     auto s = n.scoped_set(5); l2 = __LINE__;
     const std::string text = ctxvars::to_string(ctxvars::copy_context());
-    const std::string file = std::source_location::current().file_name();
+    const std::string file = ctxvars::debug::source_location::current().file_name();
     EXPECT_EQ(text, "n=5 n.set_at=" + file + ":" + std::to_string(l2) + " request_id=r1 request_id.set_at=" + file +
                         ":" + std::to_string(l1));
     // The logging path prints the values only.

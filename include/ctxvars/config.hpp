@@ -8,8 +8,10 @@
 //                           two; default 64), one per variable slot.
 //   CTXVARS_DEBUG_CHECKS    0 (default) or 1: debug checks (CMake option of the same
 //                           name; docs/beyond-python.md). With 1: set() takes a
-//                           defaulted std::source_location (so &context_var<T>::set
-//                           has another type), each value remembers where it was
+//                           defaulted ctxvars::debug::source_location
+//                           (std::source_location; an equivalent on clang 14,
+//                           whose libstdc++ lacks it), so &context_var<T>::set
+//                           has another type, each value remembers where it was
 //                           set and the context printers show it
 //                           (`name.set_at=file:line`), a set() into a thread's own
 //                           base context from inside a thread_pool job or an

@@ -215,7 +215,7 @@ class context_var {
   // With CTXVARS_DEBUG_CHECKS the call site is a defaulted second parameter
   // (see config.hpp).
 #if CTXVARS_DEBUG_CHECKS
-  token<T> set(T value, std::source_location where = std::source_location::current()) {
+  token<T> set(T value, debug::source_location where = debug::source_location::current()) {
 #else
   token<T> set(T value) {
 #endif
@@ -278,7 +278,7 @@ class context_var {
 
   // set(value) now, reset when the returned guard is destroyed (see scoped_value).
 #if CTXVARS_DEBUG_CHECKS
-  scoped_value<T> scoped_set(T value, std::source_location where = std::source_location::current()) {
+  scoped_value<T> scoped_set(T value, debug::source_location where = debug::source_location::current()) {
     return scoped_value<T>(this, set(std::move(value), where));
   }
 #else

@@ -26,10 +26,10 @@
 // Thread safety: everything here may be called from any thread.
 #pragma once
 
-#include <source_location>
 #include <string_view>
 
 #include "../config.hpp"
+#include "source_location.hpp"
 
 namespace ctxvars {
 namespace detail {
@@ -40,7 +40,7 @@ namespace debug {
 // What a leak report says: the variable, where it was set, and inside what.
 struct leak_report {
   std::string_view variable;   // the variable's name
-  std::source_location where;  // the set() call
+  source_location where;  // the set() call
   std::string_view inside;     // "thread_pool job", "Asio handler", ...
 };
 using leak_handler = void (*)(const leak_report&);
@@ -56,7 +56,6 @@ using leak_handler = void (*)(const leak_report&);
 #include <cstdio>
 #include <mutex>
 #include <set>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -139,7 +138,7 @@ inline reported_sites& sites() {
 
 // Reports a leak once per call site. Never throws (a report that cannot be
 // made is dropped).
-CTXVARS_NOINLINE inline void report_leak(std::string_view variable, const std::source_location& where,
+CTXVARS_NOINLINE inline void report_leak(std::string_view variable, const ctxvars::debug::source_location& where,
                                          const char* inside) noexcept {
   // This thread reported this site last time: skip the lock (a leak in a
   // loop would otherwise take the mutex at every set).
@@ -163,7 +162,7 @@ CTXVARS_NOINLINE inline void report_leak(std::string_view variable, const std::s
 
 // Called by set() with the context it writes and whether that is the thread's
 // base context.
-inline void check_set(std::string_view variable, bool into_base, const std::source_location& where) noexcept {
+inline void check_set(std::string_view variable, bool into_base, const ctxvars::debug::source_location& where) noexcept {
   if (!into_base) return;
   if (const char* kind = running_job()) report_leak(variable, where, kind);
 }

@@ -8,7 +8,7 @@
 
 #include "../config.hpp"
 #if CTXVARS_DEBUG_CHECKS
-#include <source_location>
+#include "source_location.hpp"
 #endif
 
 #include <atomic>
@@ -72,7 +72,7 @@ struct box_base {
   void (*free_shell)(box_base*) noexcept;  // also releases the identity
   var_info* info;
 #if CTXVARS_DEBUG_CHECKS
-  std::source_location where{};  // the set() that made this value (empty: not made by set)
+  ctxvars::debug::source_location where{};  // the set() that made this value (empty: not made by set)
 #endif
 };
 
