@@ -6,6 +6,13 @@
 #include <ctxvars/debug.hpp>
 #include <ctxvars/thread_pool.hpp>
 
+#include <type_traits>
+
+// Off, set() keeps SPEC's signature (taking its address still works).
+static_assert(ctxvars::debug::enabled ||
+              std::is_same_v<decltype(&ctxvars::context_var<int>::set),
+                             ctxvars::token<int> (ctxvars::context_var<int>::*)(int)>);
+
 namespace {
 
 using ctxvars_bench::BM_ThreadLocal_Read;
