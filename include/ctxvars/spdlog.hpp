@@ -118,7 +118,9 @@ class capture_sink final : public ::spdlog::sinks::sink {
 // clone() returns a capturing logger (over a clone of the async one);
 // enable_backtrace()/dump_backtrace() replay the stored lines without fields —
 // spdlog stores them with no hook to capture the context at the call, and the
-// dumping caller's context is not theirs.
+// dumping caller's context is not theirs. set_error_handler(): errors of the
+// sinks happen in the async logger (on its worker): set the handler there;
+// the wrapper's own handler sees errors of the capture (a throwing formatter).
 class capturing_logger final : public ::spdlog::logger {
  public:
   // Shares `inner`'s (wrapped) sinks, so set_formatter/set_pattern on this
