@@ -129,11 +129,11 @@ struct chain_state {
   }
   // Private chains, inside only.
   CTXVARS_ALWAYS_INLINE void leave_private() noexcept {
+#if CTXVARS_DEBUG_CHECKS
+    debug_entry.suspended(nullptr);  // before the next step can begin elsewhere
+#endif
     mode = private_out;
     switch_back(this_thread_state(), impl, prev);
-#if CTXVARS_DEBUG_CHECKS
-    debug_entry.suspended(nullptr);
-#endif
   }
   // Outside only. false: another thread is inside (shared chains only);
   // nothing changed.
@@ -157,11 +157,11 @@ struct chain_state {
     if (is_private()) {
       leave_private();
     } else {
+#if CTXVARS_DEBUG_CHECKS
+      debug_entry.suspended(nullptr);  // before another thread can enter
+#endif
       mode = shared_out;
       leave_context(impl, prev);
-#if CTXVARS_DEBUG_CHECKS
-      debug_entry.suspended(nullptr);
-#endif
     }
   }
 };
