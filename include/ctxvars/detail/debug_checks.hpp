@@ -1,5 +1,5 @@
 // Debug checks (CTXVARS_DEBUG_CHECKS, see config.hpp): the machinery behind
-// <ctxvars/debug.hpp>, included by the core only when the checks are on.
+// <ctxvars/debug.hpp>. Without the checks only the report's type is declared.
 //
 // Why: the leaks seen in practice all have one shape — a set() that lands in a
 // thread's own base context while the thread runs a job that is not its own
@@ -19,10 +19,12 @@
 //   - the task registry: every live task (Asio co_spawn, task<T> spawn) links
 //     a task_entry into one list, which dump_tasks() walks.
 //
-// Costs (checks on only): set() reads one thread_local and, when it writes the
-// thread's base context, calls the registered probes (a thread_local read
-// each). Reporting takes a mutex and allocates (once per call site). A task
-// entry takes a mutex at the task's creation and destruction.
+// Costs (checks on only): set() stores its location in the value's box and,
+// only when it writes the thread's base context, reads job_kind and calls the
+// registered probes (a thread_local read each). Reporting takes a mutex and
+// allocates (once per call site; a repeat on the same thread skips the lock).
+// A task entry takes a mutex at the task's creation and destruction, and
+// makes the task's context a locked one (see task.hpp).
 // Thread safety: everything here may be called from any thread.
 #pragma once
 
@@ -39,9 +41,9 @@ namespace debug {
 
 // What a leak report says: the variable, where it was set, and inside what.
 struct leak_report {
-  std::string_view variable;   // the variable's name
-  source_location where;  // the set() call
-  std::string_view inside;     // "thread_pool job", "Asio handler", ...
+  std::string_view variable;  // the variable's name
+  source_location where;      // the set() call
+  std::string_view inside;    // "thread_pool job", "Asio handler", ...
 };
 using leak_handler = void (*)(const leak_report&);
 
