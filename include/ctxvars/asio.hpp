@@ -71,6 +71,15 @@
 #include "asio/follow.hpp"
 #include "asio/to_thread.hpp"
 
+#if CTXVARS_DEBUG_CHECKS  // the leak check's view of this Asio's event loop
+#include <asio/detail/thread_context.hpp>
+
+#include "detail/debug_asio_probe.hpp"
+namespace ctxvars::detail::debug {
+inline const bool asio_probe = asio_probe_registered<::asio::detail::thread_context>;
+}
+#endif
+
 
 namespace ctxvars::asio {
 

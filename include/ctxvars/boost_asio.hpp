@@ -56,6 +56,15 @@
 #include "asio/follow.hpp"
 #include "asio/to_thread.hpp"
 
+#if CTXVARS_DEBUG_CHECKS  // the leak check's view of this Asio's event loop
+#include <boost/asio/detail/thread_context.hpp>
+
+#include "detail/debug_asio_probe.hpp"
+namespace ctxvars::detail::debug {
+inline const bool boost_asio_probe = asio_probe_registered<::boost::asio::detail::thread_context>;
+}
+#endif
+
 namespace ctxvars::boost_asio {
 
 // Which Asio the adapter serves: Boost.Asio (namespace ::boost::asio).

@@ -12,6 +12,7 @@
 
 #include "config.hpp"
 #include "detail/context_impl.hpp"
+#include "detail/debug_checks.hpp"
 #include "detail/text.hpp"
 #include "detail/value_box.hpp"
 #include "errors.hpp"
@@ -234,7 +235,13 @@ class context_var {
   // Allocates one box for the value plus at most the trie path (none when the
   // context alone owns it). Strong guarantee: if anything throws (std::bad_alloc,
   // T's copy), the context is unchanged.
+  // With CTXVARS_DEBUG_CHECKS the call site is a defaulted second parameter
+  // (see config.hpp).
+#if CTXVARS_DEBUG_CHECKS
+  token<T> set(T value, debug::source_location where = debug::source_location::current()) {
+#else
   token<T> set(T value) {
+#endif
     detail::box_ptr box = detail::make_box<T>(info_, std::move(value));
     detail::context_impl* c = detail::this_thread_state().current;
     if (CTXVARS_UNLIKELY(!c)) c = detail::writable_context();
@@ -243,6 +250,10 @@ class context_var {
     // cache, the token and the watchers are final. Declared before `t`, so
     // it dies after the token is complete (NRVO: `t` is the caller's object).
     detail::context_map::retired dropped;
+#if CTXVARS_DEBUG_CHECKS
+    box.get()->where = where;
+    detail::debug::check_set(name(), c == detail::this_thread_state().base, where);
+#endif
     token<T> t(this, id_, c->id);
     detail::box_base* const added = box.get();
     const T* now = &detail::box_value<T>(added);
@@ -299,7 +310,13 @@ class context_var {
   }
 
   // set(value) now, reset when the returned guard is destroyed (see scoped_value).
+#if CTXVARS_DEBUG_CHECKS
+  scoped_value<T> scoped_set(T value, debug::source_location where = debug::source_location::current()) {
+    return scoped_value<T>(this, set(std::move(value), where));
+  }
+#else
   scoped_value<T> scoped_set(T value) { return scoped_value<T>(this, set(std::move(value))); }
+#endif
 
  private:
   CTXVARS_NOINLINE const T* peek_slow() const noexcept {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "context.hpp"
+#include "detail/debug_checks.hpp"
 #include "detail/thread_state.hpp"
 #include "detail/unique_function.hpp"
 
@@ -132,6 +133,9 @@ class thread_pool {
         q_.pop_front();
         ++running_;
         lk.unlock();
+#if CTXVARS_DEBUG_CHECKS
+        detail::debug::job_scope job("thread_pool job");
+#endif
         f();
       }  // f (user code) destroyed outside the lock
       lk.lock();

@@ -11,6 +11,7 @@
 
 #include "../context.hpp"
 #include "../detail/context_impl.hpp"
+#include "../detail/debug_checks.hpp"
 
 namespace ctxvars {
 namespace detail {
@@ -78,6 +79,9 @@ struct chain_state {
   std::coroutine_handle<> parked{};  // shared: where the resumer goes once inside
   std::exception_ptr error{};        // shared: thrown by a foreign await_suspend, rethrown inside
   resumer resume;                    // shared only
+#if CTXVARS_DEBUG_CHECKS
+  debug::task_entry debug_entry{impl, "task"};  // ctxvars::debug::dump_tasks()
+#endif
 
   chain_state(context c, std::stop_token s, bool priv) noexcept
       : ctx(context_access::take(c)),
@@ -91,9 +95,15 @@ struct chain_state {
   CTXVARS_ALWAYS_INLINE void enter_private() noexcept {
     prev = switch_to(this_thread_state(), impl);
     mode = private_in;
+#if CTXVARS_DEBUG_CHECKS
+    debug_entry.running(thread_id(this_thread_state()));
+#endif
   }
   // Private chains, inside only.
   CTXVARS_ALWAYS_INLINE void leave_private() noexcept {
+#if CTXVARS_DEBUG_CHECKS
+    debug_entry.suspended(nullptr);  // before the next step can begin elsewhere
+#endif
     mode = private_out;
     switch_back(this_thread_state(), impl, prev);
   }
@@ -108,6 +118,9 @@ struct chain_state {
     }
     prev = switch_to(this_thread_state(), impl);
     mode = in;
+#if CTXVARS_DEBUG_CHECKS
+    debug_entry.running(thread_id(this_thread_state()));
+#endif
     return true;
   }
   // For awaitables that cannot be handed the resumer (their await_suspend
@@ -121,9 +134,15 @@ struct chain_state {
     if (is_private()) {
       leave_private();
     } else if (mode == shared_borrowed) {
+#if CTXVARS_DEBUG_CHECKS
+      debug_entry.suspended(nullptr);
+#endif
       mode = shared_out;
       switch_back(this_thread_state(), impl, prev);  // the holder, down the stack, leaves it
     } else {
+#if CTXVARS_DEBUG_CHECKS
+      debug_entry.suspended(nullptr);  // before another thread can enter
+#endif
       mode = shared_out;
       leave_context(impl, prev);
     }
@@ -163,7 +182,9 @@ resumer make_resumer(chain_state& chain, Schedule schedule) {
 // no handle shares (see chain_state): what a new task starts in.
 inline context private_copy_of_current() {
   context_impl* cur = this_thread_state().current;
-  return context_access::adopt(fork_of(cur, false));
+  // Debug checks: shared (its writes take the lock) so that dump_tasks() may
+  // read it from another thread.
+  return context_access::adopt(fork_of(cur, CTXVARS_DEBUG_CHECKS != 0));
 }
 
 }  // namespace detail
