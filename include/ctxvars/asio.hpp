@@ -54,6 +54,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "detail/asio_adapter.hpp"
+#include "detail/awaitable_adapter.hpp"
 
 #ifndef CTXVARS_DETAIL_STANDALONE_ASIO_ASSOCIATOR
 #error "ctxvars: CTXVARS_NO_STANDALONE_ASIO is defined (for Boost-only programs), so bind() cannot forward standalone Asio's associations: do not define it in a program that uses standalone Asio (docs/coroutines.md)"
@@ -125,3 +126,13 @@ inline constexpr ctxvars::detail::asio_adapter::co_spawn_fn<traits> co_spawn{};
 inline constexpr ctxvars::detail::asio_adapter::gather_fn<traits> gather{};
 
 }  // namespace ctxvars::asio
+
+// For Asio-neutral headers (http.hpp's async_handle): standalone Asio's awaitables run
+// through this adapter.
+namespace ctxvars::detail {
+template <class T>
+struct awaitable_adapter<::asio::awaitable<T, ::asio::any_io_executor>> {
+  using traits = ctxvars::asio::traits;
+  static constexpr const auto& co_spawn = ctxvars::asio::co_spawn;
+};
+}  // namespace ctxvars::detail

@@ -39,6 +39,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "detail/asio_adapter.hpp"
+#include "detail/awaitable_adapter.hpp"
 
 namespace ctxvars::boost_asio {
 
@@ -107,3 +108,13 @@ inline constexpr ctxvars::detail::asio_adapter::co_spawn_fn<traits> co_spawn{};
 inline constexpr ctxvars::detail::asio_adapter::gather_fn<traits> gather{};
 
 }  // namespace ctxvars::boost_asio
+
+// For Asio-neutral headers (http.hpp's async_handle): Boost.Asio's awaitables run
+// through this adapter.
+namespace ctxvars::detail {
+template <class T>
+struct awaitable_adapter<::boost::asio::awaitable<T, ::boost::asio::any_io_executor>> {
+  using traits = ctxvars::boost_asio::traits;
+  static constexpr const auto& co_spawn = ctxvars::boost_asio::co_spawn;
+};
+}  // namespace ctxvars::detail
