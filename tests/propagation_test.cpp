@@ -361,6 +361,14 @@ TEST(Propagation, AReportingHandlerThatThrowsDoesNotRefuseTheRequest) {
   ctxvars::on_malformed_header(std::move(prev));
 }
 
+TEST(Propagation, ATraceContextWithAnAllZeroIdIsNeverSent) {
+  ctxvars::registry reg;
+  ctxvars::context c;
+  c.run([] { ctxvars::trace_var().set(ctxvars::trace_context{}); });
+  EXPECT_TRUE(ctxvars::inject(c, reg).empty());
+  EXPECT_TRUE(ctxvars::inject_child(c, reg).empty());
+}
+
 TEST(Propagation, InjectChildSendsANewSpanOfTheSameTraceEachTime) {
   ctxvars::registry reg;
   ctxvars::context c;
