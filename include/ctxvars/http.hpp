@@ -194,8 +194,8 @@ class server {
     boost::system::error_code ec;
     for (;;) {
       // Beast's default 8 KiB header limit would drop the connection on a
-      // large baggage header; let it through so that the answer is a 400
-      // naming the fault.
+      // large baggage header; let it through to the receiver rules (whole
+      // members past 8192 bytes dropped, the request served).
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(64 * 1024);
       parser.body_limit(1024 * 1024);
