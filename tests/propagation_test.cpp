@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ctxvars/ctxvars.hpp"
@@ -367,6 +369,27 @@ TEST(Propagation, ATraceContextWithAnAllZeroIdIsNeverSent) {
   c.run([] { ctxvars::trace_var().set(ctxvars::trace_context{}); });
   EXPECT_TRUE(ctxvars::inject(c, reg).empty());
   EXPECT_TRUE(ctxvars::inject_child(c, reg).empty());
+}
+
+TEST(Propagation, TheReportingHandlerMayBeSwappedWhileThreadsExtract) {
+  ctxvars::registry reg;
+  std::atomic<int> a{0}, b{0};
+  std::atomic<bool> stop{false};
+  auto prev = ctxvars::on_malformed_header([&](const ctxvars::malformed_header&) { ++a; });
+  {
+    std::vector<std::jthread> ts;
+    for (int i = 0; i < 3; ++i)
+      ts.emplace_back([&] {
+        while (!stop) (void)ctxvars::extract({.traceparent = "bad", .baggage = "=x"}, ctxvars::context(), reg);
+      });
+    for (int i = 0; i < 40; ++i) {
+      ctxvars::on_malformed_header([&a, &b, i](const ctxvars::malformed_header&) { ++(i % 2 ? a : b); });
+      std::this_thread::yield();
+    }
+    stop = true;
+  }
+  ctxvars::on_malformed_header(std::move(prev));
+  EXPECT_GT(a.load() + b.load(), 0);
 }
 
 TEST(Propagation, InjectChildSendsANewSpanOfTheSameTraceEachTime) {
