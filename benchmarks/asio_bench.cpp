@@ -62,6 +62,37 @@ void BM_AsioPost(benchmark::State& state) {
 }
 BENCHMARK(BM_AsioPost)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 
+// ---- bound hop: post through bind_executor(strand, use_awaitable) -----------------
+// The path issue 17 made follow the task: the completion goes through another
+// executor (a strand of the same io_context, one thread), not the task's own.
+
+asio::awaitable<void> hopper(int k, bool ctx) {
+  auto strand = asio::make_strand(co_await asio::this_coro::executor);
+  for (int i = 0; i < k; ++i) {
+    co_await asio::post(asio::bind_executor(strand, asio::use_awaitable));
+    benchmark::DoNotOptimize(read_id(ctx));
+  }
+}
+
+void hop_workload(bool ctx) {
+  asio::io_context io(1);
+  for (int i = 0; i < post_tasks; ++i) {
+    if (ctx)
+      ctxvars::asio::co_spawn(io, hopper(post_k, true), asio::detached);
+    else
+      asio::co_spawn(io, hopper(post_k, false), asio::detached);
+  }
+  io.run();
+}
+
+void BM_AsioBoundHop(benchmark::State& state) {
+  const bool ctx = state.range(0) == 1;
+  for (auto _ : state) hop_workload(ctx);
+  state.SetItemsProcessed(state.iterations() * post_tasks * post_k);
+  state.SetLabel(ctx ? "ctxvars::asio::co_spawn, context_var" : "asio::co_spawn, thread_local");
+}
+BENCHMARK(BM_AsioBoundHop)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+
 // ---- loopback TCP echo ------------------------------------------------------------------
 
 constexpr int echo_conns = 16, echo_trips = 400;

@@ -199,16 +199,18 @@ unsigned short wait_port(const fs::path& file) {
 }
 
 struct check {
-  long lines = 0, bad_id = 0, bad_tenant = 0, misattributed = 0;
+  long lines = 0, bad_id = 0, bad_tenant = 0, misattributed = 0, split = 0;
+  std::map<std::string, std::string> trace;  // request id -> the trace-id its lines show
   std::vector<std::string> sample;
 };
 
-// Each line: "<time> <service> <message> | request_id=<id> tenant=<t>". The
-// message states the request (order N of client C, or job cC-rN of T) on its
-// own; the fields after '|' come from the context.
+// Each line: "<time> <service> <message> | request_id=<id> tenant=<t>
+// traceparent=<tp>" (every request is served in a trace). The message states
+// the request (order N of client C, or job cC-rN of T) on its own; the fields
+// after '|' come from the context.
 check check_log(const fs::path& file) {
   static const std::regex order(R"(order (\d+) of client (\d+))"), job(R"(job (c\d+-r\d+) of (\w+))"),
-      fields(R"(\| request_id=(\S+) tenant=(\S+)$)");
+      fields(R"(\| request_id=(\S+) tenant=(\S+)(?: traceparent=00-([0-9a-f]{32})-\S+)?$)");
   check c;
   std::ifstream in(file);
   for (std::string line; std::getline(in, line);) {
@@ -230,6 +232,13 @@ check check_log(const fs::path& file) {
     c.bad_id += !id_ok;
     c.bad_tenant += !tenant_ok;
     c.misattributed += !(id_ok && tenant_ok);
+    // One request, one trace: the front serves each order in a new trace, the
+    // back's lines for that job show the same trace-id (a child span).
+    if (ok_fields && id_ok) {
+      const std::string t = f[3].matched ? f[3].str() : "none";
+      auto [it, added] = c.trace.emplace(want_id, t);
+      c.split += !added && it->second != t;
+    }
     if (c.sample.size() < 4 && c.lines % 97 == 1) c.sample.push_back(line);
   }
   return c;
@@ -302,7 +311,13 @@ int run_demo(int argc, char** argv) {
   std::printf("  +---------+-----------+------------------+---------------+---------------+\n");
   const long n = static_cast<long>(clients) * requests;
   std::printf("  %ld/%ld replies correct, %.2f s\n\n", ok.load(), n, secs);
-  const long lines = f.lines + b.lines, bad = f.misattributed + b.misattributed;
+  long split = f.split + b.split;
+  for (const auto& [id, t] : f.trace) {
+    auto it = b.trace.find(id);
+    split += t == "none" || (it != b.trace.end() && it->second != t);
+  }
+  std::printf("  %zu requests' traces: %ld not one trace-id across both services\n\n", f.trace.size(), split);
+  const long lines = f.lines + b.lines, bad = f.misattributed + b.misattributed + split;
   // Every request logs two lines in each service: anything missing counts as misattributed.
   const long missing = 4 * n - lines;
   std::printf("services: %ld requests, %ld log lines checked, %ld misattributed\n", n, lines,

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libbenchmark-dev
           libasio-dev libboost1.81-dev libspdlog-dev libfmt-dev pybind11-dev python3-dev python3.11
           libpython3.11-testsuite libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev pkg-config
-          python3-venv python3-pip python3-setuptools python3-wheel)
+          python3-venv python3-pip python3-setuptools python3-wheel python3-aiohttp)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <exception>
 #include <mutex>
+#include <memory>
 #include <new>
 #include <thread>
 #include <optional>
@@ -53,16 +54,21 @@ void publish(watch_registry& r, std::shared_ptr<const watcher_list> next) {
   watch_flags.store(flags, std::memory_order_release);
 }
 
-// The list this thread last saw, and the watchers stopped from inside a
-// callback on this thread, whose callbacks are destroyed when the outermost
-// notification ends (see in_watcher_scope). Destroyed at thread exit; after
-// that the thread reads the registry under its mutex and defers nothing.
+// The list this thread last saw. Destroyed at thread exit; after that the
+// thread reads the registry under its mutex.
 struct list_cache {
   std::shared_ptr<const watcher_list> list;
   std::uint64_t generation = 0;
-  std::vector<std::shared_ptr<watcher_rec>> deferred;
   ~list_cache() { this_thread_state().watch_cache_gone = true; }
 };
+
+// The watchers stopped from inside a callback on this thread, finished (their
+// calls on other threads waited for, their callbacks destroyed) when the
+// outermost notification ends: see in_watcher_scope. A plain pointer, made on
+// the first such stop and freed by that scope: constant-initialised and
+// trivially destructible, so it works during thread exit too, after every
+// thread_local with a destructor (the list cache among them) is gone.
+constinit thread_local std::vector<std::shared_ptr<watcher_rec>>* deferred_stops = nullptr;
 
 list_cache* thread_cache(thread_state& st) noexcept {
   if (CTXVARS_UNLIKELY(st.watch_cache_gone)) return nullptr;
@@ -120,11 +126,11 @@ struct in_watcher_scope {
   explicit in_watcher_scope(thread_state& s) noexcept : st(s) { st.in_watcher = true; }
   ~in_watcher_scope() {
     st.in_watcher = false;
-    list_cache* cache = thread_cache(st);
-    if (!cache || cache->deferred.empty()) return;
-    std::vector<std::shared_ptr<watcher_rec>> stopped;
-    stopped.swap(cache->deferred);
-    for (const auto& r : stopped) finish_stop(*r);
+    if (CTXVARS_LIKELY(!deferred_stops)) return;
+    // Taken first: a callback's destructor (in finish_stop) may start a new
+    // notification, with deferrals of its own.
+    std::unique_ptr<std::vector<std::shared_ptr<watcher_rec>>> stopped(std::exchange(deferred_stops, nullptr));
+    for (const auto& r : *stopped) finish_stop(*r);
   }
 };
 
@@ -206,13 +212,13 @@ void remove_watcher(const std::shared_ptr<watcher_rec>& rec) noexcept {
   }
   thread_state& st = this_thread_state();
   if (st.in_watcher) {
-    // Inside a notification: finished when it ends (in_watcher_scope).
-    // Without room to note it, the callback dies with its last reference.
-    if (list_cache* cache = thread_cache(st)) {
-      try {
-        cache->deferred.push_back(rec);
-      } catch (const std::bad_alloc&) {
-      }
+    // Inside a notification: finished when it ends (in_watcher_scope), also
+    // during thread exit. Without room to note it, the callback dies with its
+    // last reference (the documented out-of-memory leftover).
+    try {
+      if (!deferred_stops) deferred_stops = new std::vector<std::shared_ptr<watcher_rec>>();
+      deferred_stops->push_back(rec);
+    } catch (const std::bad_alloc&) {
     }
     return;
   }
@@ -269,12 +275,15 @@ std::size_t collect_value_diffs(const watcher_list& l, context_impl* from, conte
 void notify_switch(context_impl* from, context_impl* to) noexcept {
   thread_state& st = this_thread_state();
   if (st.in_watcher || from == to) return;
-  in_watcher_scope scope(st);
+  // Declared before the scope, so released after it ended: the last reference
+  // to a value (or to a stopped watcher's callback) may go here, and its
+  // destructor is user code whose sets must be notified like any other.
   std::shared_ptr<const watcher_list> hold;
-  const watcher_list* l = list_or_null(st, hold);
-  if (!l) return;
   value_diff few[lookup_limit];
   std::vector<value_diff> many;
+  in_watcher_scope scope(st);
+  const watcher_list* l = list_or_null(st, hold);
+  if (!l) return;
   std::size_t n = 0;
   if (!l->values.empty()) {
     try {
@@ -304,14 +313,18 @@ void notify_value(std::uint64_t var_id, box_base* before, box_base* after) noexc
   if (before == after) return;
   thread_state& st = this_thread_state();
   if (st.in_watcher) return;
-  in_watcher_scope scope(st);
+  // Kept alive through the calls (a callback may set the variable again,
+  // dropping the last other reference) and released after the scope ended:
+  // a value's destructor is user code, not a callback (see notify_switch).
+  box_ptr b, a;
   std::shared_ptr<const watcher_list> hold;
+  in_watcher_scope scope(st);
   const watcher_list* l = list_or_null(st, hold);
   if (!l) return;
   auto [lo, hi] = watchers_of(*l, var_id);
   if (lo == hi) return;
-  // Kept alive through the calls: a callback may set the variable again.
-  const box_ptr b = retained(before), a = retained(after);
+  b = retained(before);
+  a = retained(after);
   for (auto it = lo; it != hi; ++it) invoke(**it, [&] { (*it)->changed(b.get(), a.get(), false); });
 }
 

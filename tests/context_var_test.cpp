@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -11,6 +13,7 @@
 
 #include "counted.hpp"
 #include "ctxvars/ctxvars.hpp"
+#include "ctxvars/watch.hpp"
 
 using namespace ctxvars;
 using ctxvars_test::counted;
@@ -493,6 +496,159 @@ TEST(ContextVar, AWriteHookRunsBeforeEachSetAndResetAndAThrowingOneLeavesTheCont
     (void)v.set(3);
     EXPECT_EQ(hook_calls, 4);
   });
+}
+
+// ---------------------------------------------------------------------------
+// User code run by internal bookkeeping. A write-log fold (write_log.hpp) can
+// drop the last reference to a value a newer layer masked: that value's
+// destructor is user code, and must run only once set()/reset() are complete
+// (the cache, the token and the watchers updated).
+
+// A value whose destruction runs a function.
+struct on_destroy {
+  std::function<void()> f;
+  ~on_destroy() {
+    if (f) f();
+  }
+};
+using hook = std::shared_ptr<on_destroy>;
+
+// Runs `pre`, then `body`, inside a new context in which `doomed` (a value of
+// `m`) is masked by a newer value of `m` logged in the top layer, the only
+// reference left to `doomed` is a layer below that nothing else shares, and
+// the top layer's log is full: the next write of a variable the top layer does
+// not log folds the stack, and the fold frees `doomed`. `pre`'s writes go to a
+// layer below the top one.
+template <class Pre, class Body>
+void with_a_fold_that_frees(hook doomed, Pre pre, Body body) {
+  context_var<hook> m("masked");
+  std::optional<context> origin(std::in_place);
+  origin->run([&] { (void)m.set(std::move(doomed)); });
+  context c = origin->copy();
+  c.run([&] {
+    pre();
+    {
+      const context keep = copy_context();  // shares our top layer: the next write adds one
+      (void)m.set(std::make_shared<on_destroy>());
+    }
+    origin.reset();  // `doomed` is now held by a layer under ours only
+    std::vector<std::unique_ptr<context_var<int>>> fillers;
+    for (unsigned i = 1; i < 8; ++i) {  // the top log holds 8 entries; m is one
+      fillers.push_back(std::make_unique<context_var<int>>("filler"));
+      (void)fillers.back()->set(static_cast<int>(i));
+    }
+    body();
+  });
+}
+
+TEST(UserCodeDuringAFold, AValueDestructorThatSetsTheVariableBeingSetSeesTheSetComplete) {
+  context_var<std::string> a("a");
+  bool ran_inside = false, in_set = false;
+  std::optional<std::string> seen;
+  auto doomed = std::make_shared<on_destroy>();
+  doomed->f = [&] {
+    ran_inside = in_set;
+    seen = a.try_get();
+    (void)a.set("y");  // displaces (and, with its token dropped, frees) the value being set
+  };
+  with_a_fold_that_frees(
+      std::move(doomed), [] {},
+      [&] {
+        in_set = true;
+        token<std::string> t = a.set("x");
+        in_set = false;
+        ASSERT_TRUE(ran_inside) << "the set did not fold: the test lost its point";
+        EXPECT_EQ(seen, "x") << "the destructor ran before the set was visible";
+        EXPECT_EQ(a.get(), "y");  // not a freed "x" (ASan: heap-use-after-free before the fix)
+        EXPECT_FALSE(t.had_old_value());
+        EXPECT_EQ(copy_context().get(a), "y");
+      });
+}
+
+TEST(UserCodeDuringAFold, WatchersAreToldOfTheSetBeforeAValueDestructorSetsAgain) {
+  context_var<std::string> a("a");
+  std::vector<std::pair<std::string, std::string>> seen;
+  watcher w = watch(a, [&](const value_change<std::string>& c) {
+    seen.emplace_back(c.before ? *c.before : "-", c.after ? *c.after : "-");
+  });
+  bool ran = false;
+  auto doomed = std::make_shared<on_destroy>();
+  doomed->f = [&] {
+    ran = true;
+    (void)a.set("y");
+  };
+  with_a_fold_that_frees(
+      std::move(doomed), [] {},
+      [&] {
+        seen.clear();
+        (void)a.set("x");
+        ASSERT_TRUE(ran);
+        const std::vector<std::pair<std::string, std::string>> expected{{"-", "x"}, {"x", "y"}};
+        EXPECT_EQ(seen, expected);
+        EXPECT_EQ(a.get(), "y");
+      });
+}
+
+TEST(UserCodeDuringAFold, AValueDestructorDuringResetFindsTheTokenUsedAndTheVariableGone) {
+  context_var<std::string> a("a");
+  context_var<int> b("b");
+  std::optional<token<std::string>> t;
+  bool ran_inside = false, in_reset = false, second_reset_refused = false, contained = true;
+  std::optional<std::string> got;
+  auto doomed = std::make_shared<on_destroy>();
+  doomed->f = [&] {
+    ran_inside = in_reset;
+    try {
+      a.reset(*t);  // the reset that is running: the token must already count as used
+    } catch (const used_token_error&) {
+      second_reset_refused = true;
+    }
+    got = a.try_get();
+    contained = copy_context().contains(a);
+    (void)b.set(7);  // another variable: a complete operation of its own
+  };
+  with_a_fold_that_frees(
+      std::move(doomed), [&] { t.emplace(a.set("x")); },
+      [&] {
+        ASSERT_EQ(a.get(), "x");  // cached
+        in_reset = true;
+        a.reset(*t);
+        in_reset = false;
+        ASSERT_TRUE(ran_inside) << "the reset did not fold: the test lost its point";
+        EXPECT_TRUE(second_reset_refused) << "a token was reset twice";
+        EXPECT_EQ(got, std::nullopt) << "get() returned a value the context no longer has";
+        EXPECT_FALSE(contained);
+        EXPECT_TRUE(t->used());
+        EXPECT_FALSE(a.try_get().has_value());
+        EXPECT_EQ(b.get(), 7);
+      });
+}
+
+TEST(UserCodeDuringAFold, AValueDestructorDuringResetToAnOldValueSeesThatValue) {
+  context_var<std::string> a("a");
+  std::optional<token<std::string>> t;
+  bool ran = false;
+  std::optional<std::string> got;
+  auto doomed = std::make_shared<on_destroy>();
+  doomed->f = [&] {
+    ran = true;
+    got = a.try_get();
+    (void)a.set("z");  // replaces (and frees) the value the reset restored
+  };
+  std::optional<token<std::string>> first;
+  with_a_fold_that_frees(
+      std::move(doomed),
+      [&] {
+        first.emplace(a.set("old"));
+        t.emplace(a.set("x"));
+      },
+      [&] {
+        a.reset(*t);
+        ASSERT_TRUE(ran);
+        EXPECT_EQ(got, "old");
+        EXPECT_EQ(a.get(), "z");
+        EXPECT_EQ(copy_context().get(a), "z");
+      });
 }
 
 }  // namespace

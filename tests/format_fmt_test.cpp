@@ -50,6 +50,27 @@ TEST(FormatFmt, VariableCanUseItsTypesFmtFormatter) {
   EXPECT_EQ(fmt::format("{}", c), "price=12.34");
 }
 
+TEST(FormatFmt, NullCStringFormatsAsNullWithBothWriters) {
+  ctxvars::context_var<const char*> s("s");
+  ctxvars::context c;
+  c.run([&] { s.set(nullptr); });
+  EXPECT_EQ(fmt::format("{}", c), "s=(null)");
+  ctxvars::use_fmt_formatter(s);  // fmt itself throws format_error for a null C string
+  EXPECT_EQ(fmt::format("{}", c), "s=(null)");
+  c.run([&] { s.set("x"); });
+  EXPECT_EQ(fmt::format("{}", c), "s=x");
+}
+
+TEST(FormatFmt, Int128FormatsExactly) {
+  __extension__ typedef __int128 i128;
+  ctxvars::context_var<i128> v("v");
+  ctxvars::context c;
+  c.run([&] { v.set(static_cast<i128>(1) << 100); });
+  EXPECT_EQ(fmt::format("{}", c), "v=1267650600228229401496703205376");
+  ctxvars::use_fmt_formatter(v);
+  EXPECT_EQ(fmt::format("{}", c), "v=1267650600228229401496703205376");
+}
+
 TEST(FormatFmt, CopyOfCurrentContextFormats) {
   ctxvars::context_var<std::string> tenant("tenant");
   ctxvars::context().run([&] {

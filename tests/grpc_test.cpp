@@ -30,6 +30,16 @@ class echo_service final : public ctxvars_test::Echo::Service {
   }
 };
 
+// The fields without the trace context (sorted by name: traceparent is last).
+std::string without_trace(const std::string& fields) {
+  const std::size_t tp = fields.find("traceparent=");
+  return tp == std::string::npos ? fields : fields.substr(0, tp ? tp - 1 : 0);
+}
+std::string trace_of(const std::string& fields) {
+  const std::size_t tp = fields.find("traceparent=");
+  return tp == std::string::npos ? "" : fields.substr(tp + 12);
+}
+
 struct Grpc : ::testing::Test {
   ctxvars::registry reg;
   echo_service service;
@@ -75,9 +85,18 @@ TEST_F(Grpc, HandlerRunsInTheCallersContextCarriedInMetadata) {
     auto b = tenant.scoped_set("acme corp");
     ctxvars::trace_var().set(
         {ctxvars::parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), "k=v"});
-    EXPECT_EQ(call(), "request_id=c1-r0 tenant=\"acme corp\" traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    const std::string f = call();
+    EXPECT_EQ(without_trace(f), "request_id=c1-r0 tenant=\"acme corp\"");
+    // The call went out as a child span: the same trace, a new parent-id.
+    const std::string tp = trace_of(f);
+    EXPECT_EQ(tp.substr(0, 36), "00-4bf92f3577b34da6a3ce929d0e0e4736-");
+    EXPECT_NE(tp.substr(36, 16), "00f067aa0ba902b7");
+    EXPECT_EQ(tp.substr(52), "-01");
   });
-  EXPECT_EQ(call(), "");  // no context: an empty one on the server
+  const std::string f = call();  // no context: an empty one on the server, in a new trace
+  EXPECT_EQ(without_trace(f), "");
+  EXPECT_EQ(trace_of(f).size(), 55u);
+  EXPECT_EQ(trace_of(f).substr(52), "-03");
 }
 
 TEST_F(Grpc, ConcurrentCallersEachSeeOnlyTheirOwnValues) {
@@ -89,7 +108,7 @@ TEST_F(Grpc, ConcurrentCallersEachSeeOnlyTheirOwnValues) {
         auto t = tenant.scoped_set("t" + std::to_string(c));
         for (int r = 0; r < 25; ++r) {
           auto id = request_id.scoped_set("c" + std::to_string(c) + "-r" + std::to_string(r));
-          if (call() != "request_id=c" + std::to_string(c) + "-r" + std::to_string(r) + " tenant=t" + std::to_string(c))
+          if (without_trace(call()) != "request_id=c" + std::to_string(c) + "-r" + std::to_string(r) + " tenant=t" + std::to_string(c))
             ++wrong;
         }
       });
@@ -98,16 +117,23 @@ TEST_F(Grpc, ConcurrentCallersEachSeeOnlyTheirOwnValues) {
   EXPECT_EQ(service.calls.load(), 100);
 }
 
-TEST_F(Grpc, MalformedMetadataGetsInvalidArgumentAndTheBodyIsNotRun) {
-  // A bad baggage entry added by hand (the caller's empty context adds none).
+TEST_F(Grpc, MalformedMetadataIsDroppedAndReportedNeverRefused) {
+  // Bad entries added by hand (the caller's empty context adds none).
+  std::atomic<int> reported{0};
+  auto prev = ctxvars::on_malformed_header([&](const ctxvars::malformed_header&) { ++reported; });
   auto raw = ctxvars_test::Echo::NewStub(channel);
   grpc::ClientContext cc;
   cc.AddMetadata("baggage", "tenant=%zz");
+  cc.AddMetadata("baggage", "request_id=kept");
+  cc.AddMetadata("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01");
   ctxvars_test::FieldsReply reply;
   grpc::Status s = raw->Fields(&cc, ctxvars_test::FieldsRequest(), &reply);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(s.error_message().find("invalid baggage header"), std::string::npos) << s.error_message();
-  EXPECT_EQ(service.calls.load(), 0);
+  ctxvars::on_malformed_header(std::move(prev));
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(without_trace(reply.fields()), "request_id=kept");
+  EXPECT_NE(trace_of(reply.fields()).substr(3, 32), std::string(32, '0'));
+  EXPECT_EQ(reported.load(), 2);
+  EXPECT_EQ(service.calls.load(), 1);
 }
 
 }  // namespace

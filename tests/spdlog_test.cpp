@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/async.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -136,6 +138,111 @@ TEST(AsyncLogger, WrapperLevelFiltersAtTheCall) {
   log->flush();
   tp.reset();
   EXPECT_EQ(os.str(), "kept\n");
+}
+
+// Records each formatted line, each flush, and the thread that wrote.
+class recording_sink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  std::vector<std::string> events;
+  std::vector<std::thread::id> writers;
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t b;
+    formatter_->format(msg, b);
+    events.emplace_back(b.data(), b.size() - 1);  // without the newline
+    writers.push_back(std::this_thread::get_id());
+  }
+  void flush_() override { events.emplace_back("<flush>"); }
+};
+
+TEST_F(SyncLogger, NullCStringPrintsAsNullInTheFlag) {
+  ctxvars::context_var<const char*> user("user");
+  log->set_formatter(ctxvars::spdlog::formatter("%v %&"));
+  ctxvars::context().run([&] {
+    auto a = user.scoped_set(nullptr);
+    log->info("m");
+  });
+  EXPECT_EQ(os.str(), "m user=(null)\n");
+}
+
+TEST(AsyncLogger, NullCStringPrintsAsNullInTheCapturedFields) {
+  auto tp = std::make_shared<spdlog::details::thread_pool>(64, 1);
+  auto sink = std::make_shared<recording_sink>();
+  auto log = ctxvars::spdlog::capture_context(std::make_shared<spdlog::async_logger>("a", sink, tp));
+  log->set_formatter(ctxvars::spdlog::formatter("%v %&"));
+  ctxvars::context_var<const char*> user("user");
+  ctxvars::context().run([&] {
+    auto a = user.scoped_set(nullptr);
+    log->info("m");
+  });
+  tp.reset();  // the last owner: drains the queue and joins the worker
+  EXPECT_EQ(sink->events, std::vector<std::string>{"m user=(null)"});
+}
+
+TEST(AsyncLogger, FlushOnLevelFlushesRightAfterEachLineAtThatLevel) {
+  auto tp = std::make_shared<spdlog::details::thread_pool>(64, 1);
+  auto sink = std::make_shared<recording_sink>();
+  auto log = ctxvars::spdlog::capture_context(std::make_shared<spdlog::async_logger>("a", sink, tp));
+  log->set_pattern("%v");
+  log->flush_on(spdlog::level::warn);
+  log->info("i");
+  log->warn("w");
+  log->info("j");
+  log->error("e");
+  tp.reset();
+  EXPECT_EQ(sink->events, (std::vector<std::string>{"i", "w", "<flush>", "j", "e", "<flush>"}));
+}
+
+TEST(AsyncLogger, FlushOnWorksWhenTheWrappedLoggerIsSynchronous) {
+  auto sink = std::make_shared<recording_sink>();
+  auto log = ctxvars::spdlog::capture_context(std::make_shared<spdlog::logger>("s", sink));
+  log->set_pattern("%v");
+  log->flush_on(spdlog::level::err);
+  log->warn("w");
+  log->error("e");
+  EXPECT_EQ(sink->events, (std::vector<std::string>{"w", "e", "<flush>"}));
+}
+
+TEST(AsyncLogger, ACloneCapturesAndLogsThroughTheWorkerToo) {
+  auto tp = std::make_shared<spdlog::details::thread_pool>(64, 1);
+  auto sink = std::make_shared<recording_sink>();
+  auto log = ctxvars::spdlog::capture_context(std::make_shared<spdlog::async_logger>("a", sink, tp));
+  log->set_formatter(ctxvars::spdlog::formatter("%n %v %&"));
+  auto twin = log->clone("b");
+  ctxvars::context_var<int> n("n");
+  ctxvars::context().run([&] {
+    auto a = n.scoped_set(3);
+    twin->info("x");
+  });
+  log->info("y");
+  tp.reset();
+  ASSERT_EQ(sink->events, (std::vector<std::string>{"b x n=3", "a y "}));
+  // Through the async logger's worker, never written on the caller's thread.
+  EXPECT_NE(sink->writers[0], std::this_thread::get_id());
+  EXPECT_NE(sink->writers[1], std::this_thread::get_id());
+}
+
+TEST(AsyncLogger, ABacktraceDumpNeverShowsTheDumpingCallersContext) {
+  auto tp = std::make_shared<spdlog::details::thread_pool>(64, 1);
+  auto sink = std::make_shared<recording_sink>();
+  auto log = ctxvars::spdlog::capture_context(std::make_shared<spdlog::async_logger>("a", sink, tp));
+  log->set_formatter(ctxvars::spdlog::formatter("%v [%&]"));
+  log->enable_backtrace(4);
+  ctxvars::context_var<std::string> request("request");
+  ctxvars::context().run([&] {
+    auto a = request.scoped_set("r1");
+    log->debug("stored");  // below the level: only in the backtrace
+  });
+  ctxvars::context().run([&] {
+    auto a = request.scoped_set("r2");
+    log->dump_backtrace();
+    log->info("after");
+  });
+  tp.reset();
+  ASSERT_EQ(sink->events.size(), 4u);
+  EXPECT_EQ(sink->events[1], "stored []");
+  EXPECT_EQ(sink->events[3], "after [request=r2]");
 }
 
 }  // namespace

@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <array>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <coroutine>
 #include <deque>
+#include <future>
 #include <optional>
 #include <cstdint>
 #include <memory>
@@ -882,6 +886,110 @@ TEST(Task, AThrowingCopyOfACopyOnlyResultFailsTheTask) {
     copy_only::budget = 1 << 30;
   }
   EXPECT_EQ(sync_wait(make(7)).v, 7);
+}
+
+// ---- is the holder me? (issue 17, §3.3) ------------------------------------------
+
+// Runs `scenario` on its own thread; if it has not finished after `limit`,
+// reports which test hung and ends the process (a livelock cannot be
+// interrupted, and a hung test would otherwise only meet ctest's timeout).
+template <class F>
+void must_finish(const char* what, F scenario, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  std::thread([finished, scenario = std::move(scenario)]() mutable {
+    scenario();
+    finished->store(true);
+  }).detach();
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!finished->load()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::fprintf(stderr, "FAILED: %s: still running after %lld s (livelock)\n", what,
+                   static_cast<long long>(limit.count()));
+      std::fflush(stderr);
+      std::_Exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+TEST(Task, ATaskWhoseSchedulersLoopRunsInsideItsContextRunsThereInsteadOfLivelocking) {
+  must_finish("loop run inside the task's context", [] {
+    loop l;
+    context c;
+    auto s = spawn(l, c, [](loop& lp) -> task<int> {
+      const int seen = rid.get();  // the loop's thread set it, in c
+      (void)rid.set(seen + 1);
+      co_await lp.schedule();
+      (void)rid.set(rid.get() + 1);
+      co_return rid.get();
+    }(l));
+    c.run([&] {
+      (void)rid.set(10);
+      l.run();
+      EXPECT_EQ(rid.get(), 12) << "the task's sets land in c, which this thread is inside";
+      EXPECT_TRUE(c.is_current());
+    });
+    EXPECT_EQ(s.get(), 12);
+    EXPECT_EQ(c.get(rid), 12);
+    EXPECT_FALSE(c.entered());
+  });
+}
+
+TEST(Task, DestroyingAThreadPoolInsideTheTasksContextRunsTheTaskInsteadOfWaitingForever) {
+  must_finish("~thread_pool inside the task's context", [] {
+    context c;
+    std::optional<spawned<int>> s;
+    std::atomic<int> plain_job_saw{0};
+    c.run([&] {
+      (void)rid.set(1);
+      thread_pool p(2);
+      s.emplace(spawn(p, c, [](thread_pool& q) -> task<int> {
+        (void)rid.set(rid.get() + 1);
+        co_await q.schedule();
+        (void)rid.set(rid.get() + 1);
+        co_return rid.get();
+      }(p)));
+      // Plain work, wherever it runs, sees no value of c and writes nothing into it.
+      p.post([&] {
+        plain_job_saw = rid.get();
+        (void)rid.set(99);
+      });
+    });  // ~thread_pool: the task can only run on this thread, inside c
+    EXPECT_EQ(s->get(), 3);
+    EXPECT_EQ(c.get(rid), 3);
+    EXPECT_EQ(plain_job_saw.load(), -1);
+    EXPECT_FALSE(c.entered());
+  });
+}
+
+// ---- awaitables whose await_suspend is a template (issue 17, §3.6) ----------------
+
+// Uses the awaiting coroutine's promise: only a typed handle has one.
+struct asks_for_the_promise {
+  bool await_ready() const noexcept { return false; }
+  template <class P>
+  void await_suspend(std::coroutine_handle<P> h) const {
+    static_assert(!std::is_void_v<P>, "handed an untyped handle");
+    (void)&h.promise();
+    threads().add(std::thread([h] { h.resume(); }));
+  }
+  int await_resume() const noexcept { return 7; }
+};
+
+TEST(Task, ATaskAwaitsAnAwaitableWhoseAwaitSuspendIsATemplateUsingThePromise) {
+  auto body = [](context_var<int>& v) -> task<int> {
+    (void)v.set(1);
+    const int r = co_await asks_for_the_promise{};
+    co_return r + v.get();
+  };
+  context_var<int> v("v", 0);
+  EXPECT_EQ(sync_wait(body(v)), 8);
+  thread_pool pool(2);
+  EXPECT_EQ(spawn(pool, body(v)).get(), 8);
+  context c;
+  EXPECT_EQ(spawn(pool, c, body(v)).get(), 8);  // a shared context: resumed inside it
+  EXPECT_EQ(c.get(v), 1);
+  EXPECT_EQ(v.get(), 0);
 }
 
 }  // namespace

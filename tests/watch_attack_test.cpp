@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -298,6 +299,88 @@ TEST(WatchAttack, OverAlignedValuesReportedByASwitchArriveAligned) {
   c.run([] {});
   EXPECT_EQ(calls, 5);  // set; in c: set, leave; again: enter, leave (the first entry changes nothing)
   EXPECT_EQ(misaligned, 0);
+}
+
+// ---- user code a notification releases, and unwatch() during thread exit ----
+
+struct on_destroy {
+  std::function<void()> f;
+  ~on_destroy() {
+    if (f) f();
+  }
+};
+using hook = std::shared_ptr<on_destroy>;
+
+TEST(WatchAttack, AValueAWatcherKeptAliveLastIsDestroyedOutsideTheNotificationSoItsSetsAreSeen) {
+  // Regression (issue 17, §3.1's class): notify_value kept the set's values
+  // alive for its callbacks and released them while the thread was still
+  // marked as running a callback, so a set made by that value's destructor
+  // (user code, not a callback) was never reported.
+  context_var<hook> hv("hv");
+  context_var<int> other("other");
+  std::vector<int> others_seen;
+  watcher wo = watch(other, [&](const value_change<int>& c) { others_seen.push_back(c.after ? *c.after : -1); });
+  watcher wh = watch(hv, [&](const value_change<hook>& c) {
+    if (c.after && *c.after) (void)hv.set(hook());  // displaces the value just set; its token is dropped
+  });
+  context().run([&] {
+    auto h = std::make_shared<on_destroy>();
+    h->f = [&] { (void)other.set(42); };
+    (void)hv.set(std::move(h));  // after the callback, the watcher's reference is the last
+    EXPECT_EQ(other.get(), 42);
+  });
+  // The destructor's set, then leaving the context (a switch back to none).
+  EXPECT_EQ(others_seen, (std::vector<int>{42, -1}));
+}
+
+TEST(WatchAttack, UnwatchFromACallbackDuringThreadExitWaitsForOtherThreadsAndDestroysTheCallback) {
+  // Regression (issue 17, §3.5): once a thread's watcher cache was destroyed
+  // at thread exit, unwatch() from a callback neither waited for the calls
+  // running on other threads nor destroyed the callback.
+  static thread_local bool exiting = false;
+  static thread_local bool slow = false;
+  std::atomic<bool> slow_entered{false}, slow_done{false}, stop_slow{false};
+  auto sentinel = std::make_shared<int>(1);
+  std::weak_ptr<int> alive = sentinel;
+  watcher w;
+  w = on_context_switch([&, keep = std::move(sentinel)](const context_switch&) {
+    if (slow && !stop_slow.load()) {
+      slow_entered = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      slow_done = true;
+    } else if (exiting) {
+      w.unwatch();  // from a callback, during thread exit
+    }
+  });
+  context c = copy_context();
+  c.run([] {});  // this thread's cache now holds the watcher list (and so the callback)
+  std::thread slow_thread([&] {
+    slow = true;
+    context mine = copy_context();
+    mine.run([] {});  // a call that runs for 200 ms
+  });
+  while (!slow_entered) std::this_thread::yield();
+  std::thread([] {
+    // Built before the thread's first notification, so destroyed after its
+    // watcher cache: it switches contexts during thread exit.
+    struct at_exit {
+      ~at_exit() {
+        exiting = true;
+        context x = copy_context();
+        x.run([] {});
+      }
+    };
+    static thread_local at_exit e;
+    (void)&e;
+    context y = copy_context();
+    y.run([] {});
+  }).join();
+  EXPECT_TRUE(slow_done.load()) << "unwatch() returned while a call ran on another thread";
+  stop_slow = true;
+  slow_thread.join();
+  EXPECT_FALSE(w.active());
+  EXPECT_EQ(detail::watching(), 0u);
+  EXPECT_TRUE(alive.expired()) << "the callback of a watcher stopped during thread exit was never destroyed";
 }
 
 }  // namespace

@@ -70,6 +70,16 @@
 #include "asio/adapter.hpp"
 #include "asio/follow.hpp"
 #include "asio/to_thread.hpp"
+#include "detail/awaitable_adapter.hpp"
+
+#if CTXVARS_DEBUG_CHECKS  // the leak check's view of this Asio's event loop
+#include <asio/detail/thread_context.hpp>
+
+#include "detail/debug_asio_probe.hpp"
+namespace ctxvars::detail::debug {
+inline const bool asio_probe = asio_probe_registered<::asio::detail::thread_context>;
+}
+#endif
 
 
 namespace ctxvars::asio {
@@ -191,3 +201,13 @@ class async_result<executor_binder<T, Executor>, Signature>
     : public ::ctxvars::detail::asio_adapter::follow_async_result<::ctxvars::asio::traits, T, Executor, Signature> {
 };
 }  // namespace asio
+
+// For Asio-neutral headers (http.hpp's async_handle): standalone Asio's awaitables run
+// through this adapter.
+namespace ctxvars::detail {
+template <class T>
+struct awaitable_adapter<::asio::awaitable<T, ::asio::any_io_executor>> {
+  using traits = ctxvars::asio::traits;
+  static constexpr const auto& co_spawn = ctxvars::asio::co_spawn;
+};
+}  // namespace ctxvars::detail

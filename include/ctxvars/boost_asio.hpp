@@ -19,7 +19,7 @@
 #include <boost/version.hpp>
 
 #if BOOST_VERSION < 108000
-#error "ctxvars/boost_asio.hpp needs Boost.Asio >= 1.80 (boost::asio::deferred and the associator hook); Debian: libboost1.81-dev"
+#error "ctxvars/boost_asio.hpp needs Boost 1.80 or later (boost::asio::deferred and the associator hook); Debian: libboost1.81-dev"
 #endif
 
 #if !defined(BOOST_ASIO_HAS_CO_AWAIT) || !defined(BOOST_ASIO_HAS_STD_COROUTINE)
@@ -55,6 +55,16 @@
 #include "asio/adapter.hpp"
 #include "asio/follow.hpp"
 #include "asio/to_thread.hpp"
+#include "detail/awaitable_adapter.hpp"
+
+#if CTXVARS_DEBUG_CHECKS  // the leak check's view of this Asio's event loop
+#include <boost/asio/detail/thread_context.hpp>
+
+#include "detail/debug_asio_probe.hpp"
+namespace ctxvars::detail::debug {
+inline const bool boost_asio_probe = asio_probe_registered<::boost::asio::detail::thread_context>;
+}
+#endif
 
 namespace ctxvars::boost_asio {
 
@@ -178,3 +188,13 @@ class async_result<executor_binder<T, Executor>, Signature>
     : public ::ctxvars::detail::asio_adapter::follow_async_result<::ctxvars::boost_asio::traits, T, Executor, Signature> {
 };
 }  // namespace boost::asio
+
+// For Asio-neutral headers (http.hpp's async_handle): Boost.Asio's awaitables run
+// through this adapter.
+namespace ctxvars::detail {
+template <class T>
+struct awaitable_adapter<::boost::asio::awaitable<T, ::boost::asio::any_io_executor>> {
+  using traits = ctxvars::boost_asio::traits;
+  static constexpr const auto& co_spawn = ctxvars::boost_asio::co_spawn;
+};
+}  // namespace ctxvars::detail

@@ -230,8 +230,11 @@ inline context context_with(const context& base, std::vector<std::pair<std::uint
   // `out` is new: no thread is inside and no other handle exists, so it may be
   // written from here without entering it (the writer lock is taken anyway).
   for (auto& [id, box] : boxes) {
+    // What this drops is held by `base` too, or is a value of `boxes` set
+    // twice: its destructor sees nothing half-done (`out` is not visible yet).
+    context_map::retired dropped;
     box_ptr old;
-    impl->assign(id, std::move(box), old);
+    impl->assign(id, std::move(box), old, dropped);
   }
   return out;
 }

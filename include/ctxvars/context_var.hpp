@@ -12,6 +12,7 @@
 
 #include "config.hpp"
 #include "detail/context_impl.hpp"
+#include "detail/debug_checks.hpp"
 #include "detail/text.hpp"
 #include "detail/value_box.hpp"
 #include "errors.hpp"
@@ -234,14 +235,29 @@ class context_var {
   // Allocates one box for the value plus at most the trie path (none when the
   // context alone owns it). Strong guarantee: if anything throws (std::bad_alloc,
   // T's copy), the context is unchanged.
+  // With CTXVARS_DEBUG_CHECKS the call site is a defaulted second parameter
+  // (see config.hpp).
+#if CTXVARS_DEBUG_CHECKS
+  token<T> set(T value, debug::source_location where = debug::source_location::current()) {
+#else
   token<T> set(T value) {
+#endif
     detail::box_ptr box = detail::make_box<T>(info_, std::move(value));
     detail::context_impl* c = detail::this_thread_state().current;
     if (CTXVARS_UNLIKELY(!c)) c = detail::writable_context();
+    // What the update retires (a fold's old layers may hold the last
+    // reference to masked values): released when set returns, after the
+    // cache, the token and the watchers are final. Declared before `t`, so
+    // it dies after the token is complete (NRVO: `t` is the caller's object).
+    detail::context_map::retired dropped;
+#if CTXVARS_DEBUG_CHECKS
+    box.get()->where = where;
+    detail::debug::check_set(name(), c == detail::this_thread_state().base, where);
+#endif
     token<T> t(this, id_, c->id);
     detail::box_base* const added = box.get();
     const T* now = &detail::box_value<T>(added);
-    c->assign(id_, std::move(box), t.old_box_);
+    c->assign(id_, std::move(box), t.old_box_, dropped);
     // The cache first: the copy below is user code, which may set this very
     // variable again (and then rewrites the slot itself).
     remember(now);
@@ -268,28 +284,39 @@ class context_var {
     if (t.var_id_ != id_) detail::throw_foreign_var(name(), t.var_id_);
     detail::context_impl* c = detail::this_thread_state().current;
     if (!c || c->id != t.ctx_id_) detail::throw_foreign_context(name());
+    // `dropped` (what a fold retired) and `displaced` die last: their values'
+    // destructors (user code) see the reset complete, the cache right and
+    // the token used.
+    detail::context_map::retired dropped;
     detail::box_ptr displaced;
-    detail::box_base* const restored = t.old_box_.get();
+    detail::box_base* restored = t.old_box_.get();
     if (restored) {
       const T* now = &detail::box_value<T>(restored);
       if constexpr (detail::boxed_as_optional<T>)
-        c->assign(id_, detail::box_ptr(t.old_box_), displaced);  // the token keeps it: old_value()
+        c->assign(id_, detail::box_ptr(t.old_box_), displaced, dropped);  // the token keeps it: old_value()
       else
-        c->assign(id_, std::move(t.old_box_), displaced);
+        c->assign(id_, std::move(t.old_box_), displaced, dropped);
       remember(now);
     } else {
-      c->remove(id_, displaced);
+      c->remove(id_, displaced, dropped);
       remember(nullptr);
     }
+    // A generator's layer may have shown its consumer's value instead (see
+    // detail::context_layer): cache what is there now.
+    if (CTXVARS_UNLIKELY(c->layer() != nullptr)) restored = remember_current(c);
     t.state_ = token<T>::state::used;
     if (CTXVARS_UNLIKELY(detail::watching() & detail::watching_values))
       detail::notify_value(id_, displaced.get(), restored);
-    // `displaced` dies last: its value's destructor (user code) sees the
-    // reset complete and the token used.
   }
 
   // set(value) now, reset when the returned guard is destroyed (see scoped_value).
+#if CTXVARS_DEBUG_CHECKS
+  scoped_value<T> scoped_set(T value, debug::source_location where = debug::source_location::current()) {
+    return scoped_value<T>(this, set(std::move(value), where));
+  }
+#else
   scoped_value<T> scoped_set(T value) { return scoped_value<T>(this, set(std::move(value))); }
+#endif
 
  private:
   CTXVARS_NOINLINE const T* peek_slow() const noexcept {
@@ -299,6 +326,11 @@ class context_var {
       if (const detail::box_ptr* p = st.current->map.find(id_, id_)) v = &detail::box_value<T>(p->get());
     detail::slot_for(st, id_) = {id_, st.version, v};
     return v;
+  }
+  CTXVARS_NOINLINE detail::box_base* remember_current(detail::context_impl* c) const noexcept {
+    const detail::box_ptr* p = c->map.find(id_, id_);
+    remember(p ? &detail::box_value<T>(p->get()) : nullptr);
+    return p ? p->get() : nullptr;
   }
   void remember(const T* v) const noexcept {
     detail::thread_state& st = detail::this_thread_state();

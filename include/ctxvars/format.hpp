@@ -8,11 +8,16 @@
 //   auto s = request.scoped_set("c22-r0");
 //   std::cout << ctxvars::copy_context();   // request_id=c22-r0
 //
-// How a value becomes text is part of its variable's identity: strings,
-// numbers, bool and every T with an operator<< work out of the box (see
-// detail/text.hpp); set_formatter() gives a variable its own; with {fmt},
+// How a value becomes text is part of its variable's identity: strings (of
+// every character type; a null C string prints `(null)`), numbers (__int128
+// exactly), bool, enums, optionals and every T with an operator<< work out of
+// the box (the full table is in detail/text.hpp); set_formatter() gives a variable its own; with {fmt},
 // use_fmt_formatter() uses fmt::formatter<T>. A value without a formatter
 // prints as `<?>`.
+//
+// Debug builds (CTXVARS_DEBUG_CHECKS) follow each pair printed for a context or
+// an entry with `name.set_at=file:line`, where that value was set; the logging
+// path (append_current_fields, spdlog's %&) does not.
 //
 // {fmt} is optional: define CTXVARS_WITH_FMT (the ctxvars::fmt target does, when
 // Debian's libfmt-dev is found) or include <fmt/format.h> before this header to
@@ -71,6 +76,21 @@ inline void append_field(std::string& out, const var_info& info, const void* p, 
   append_escaped(out, scratch);
 }
 
+#if CTXVARS_DEBUG_CHECKS
+// Debug builds: appends ` name.set_at=file:line` for a value made by set()
+// (the context printers show where each value came from).
+inline void append_origin(std::string& out, const box_base& b, char sep = ' ') {
+  if (!b.where.line()) return;
+  out += sep;
+  append_escaped(out, b.info->name + ".set_at");
+  out += '=';
+  std::string at = b.where.file_name();
+  at += ':';
+  at += std::to_string(b.where.line());
+  append_escaped(out, at);
+}
+#endif
+
 // Appends the fields of `m` (sorted by name, then id), separated by `sep`.
 // `only_formattable` skips values without a formatter.
 inline void append_map(std::string& out, const context_map& m, bool only_formattable, char sep = ' ') {
@@ -95,6 +115,9 @@ inline void append_map(std::string& out, const context_map& m, bool only_formatt
   for (std::size_t i = 0; i < n; ++i) {
     if (i) out += sep;
     append_field(out, *refs[i].info, refs[i].box, true, scratch);
+#if CTXVARS_DEBUG_CHECKS
+    if (!only_formattable) append_origin(out, *refs[i].box, sep);
+#endif
   }
 }
 }  // namespace detail
@@ -136,6 +159,9 @@ inline void format_to(std::string& out, const context::entry& e) {
   const detail::box_base* b = detail::context_access::box(e);
   std::string scratch;
   detail::append_field(out, *b->info, b, true, scratch);
+#if CTXVARS_DEBUG_CHECKS
+  detail::append_origin(out, *b);
+#endif
 }
 inline std::string to_string(const context& c) {
   std::string s;
@@ -186,7 +212,14 @@ void append_current_fields(std::string& out, const context_var<T>&... vars) {
 namespace detail {
 template <class T>
 void write_fmt(const void* p, bool p_is_box, std::string& out) {
-  fmt::format_to(std::back_inserter(out), "{}", text_arg<T>(p, p_is_box));
+  const T& v = text_arg<T>(p, p_is_box);
+  if constexpr (is_char_pointer_v<T>) {
+    if (!v) {  // fmt throws format_error for a null C string
+      out += "(null)";
+      return;
+    }
+  }
+  fmt::format_to(std::back_inserter(out), "{}", v);
 }
 }  // namespace detail
 // Formats `v`'s values with fmt::formatter<T> ("{}").

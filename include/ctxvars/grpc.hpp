@@ -17,12 +17,15 @@
 //   }
 //
 // The client interceptor captures copy_context() when the call is created (on
-// the calling thread), so the headers are right whichever thread sends them.
+// the calling thread), so the headers are right whichever thread sends them;
+// the call goes out as a new child span of the caller's trace.
 // gRPC runs server interceptors and handlers on its own threads, not always
 // the same, so the server interceptor does not enter the context itself: it
 // keeps it with the call (keyed by its ServerContext, dropped when the call
-// ends), and serve() runs the handler body in it. Malformed metadata: serve()
-// answers INVALID_ARGUMENT naming the fault and does not call the body.
+// ends), and serve() runs the handler body in it. Metadata follows the
+// receiver rules (ctxvars::extract): repeated keys are combined, malformed
+// parts dropped and reported to on_malformed_header(), never refused; a call
+// without a valid traceparent is served in a new trace.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -34,7 +37,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <variant>
 
 #include "context.hpp"
 #include "propagation.hpp"
@@ -50,7 +52,7 @@ class call_table {
     static call_table t;
     return t;
   }
-  using result = std::variant<context, std::string>;  // the context, or the parse error
+  using result = context;
   void put(const void* call, result r) {
     std::lock_guard g(m_);
     calls_.insert_or_assign(call, std::move(r));
@@ -71,23 +73,22 @@ class call_table {
   std::map<const void*, result> calls_;
 };
 
-// Builds a call's context from its client metadata. Repeated keys are refused.
+// Builds a call's context from its client metadata: a repeated key's values
+// joined with ',' (as HTTP does), then the receiver rules, then a new trace
+// if none came. Never throws parse_error.
 template <class Multimap>
 call_table::result from_metadata(const Multimap& md, const registry& r) {
   std::string values[3];
   const char* names[3] = {"traceparent", "tracestate", "baggage"};
-  try {
-    for (int i = 0; i < 3; ++i) {
-      auto range = md.equal_range(names[i]);
-      int n = 0;
-      for (auto it = range.first; it != range.second; ++it, ++n)
-        values[i].assign(it->second.data(), it->second.size());
-      if (n > 1) throw parse_error("ctxvars: invalid " + std::string(names[i]) + " metadata: given more than once");
+  for (int i = 0; i < 3; ++i) {
+    auto range = md.equal_range(names[i]);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second.size() == 0) continue;
+      if (!values[i].empty()) values[i] += ',';
+      values[i].append(it->second.data(), it->second.size());
     }
-    return ctxvars::extract({values[0], values[1], values[2]}, context(), r);
-  } catch (const parse_error& e) {
-    return std::string(e.what());
   }
+  return with_trace(ctxvars::extract({values[0], values[1], values[2]}, context(), r));
 }
 
 class client_interceptor final : public ::grpc::experimental::Interceptor {
@@ -96,7 +97,7 @@ class client_interceptor final : public ::grpc::experimental::Interceptor {
   void Intercept(::grpc::experimental::InterceptorBatchMethods* m) override {
     if (m->QueryInterceptionHookPoint(::grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
       auto* md = m->GetSendInitialMetadata();
-      for (auto& [name, value] : ctxvars::inject(ctx_, reg_)) md->emplace(name, value);
+      for (auto& [name, value] : ctxvars::inject_child(ctx_, reg_)) md->emplace(name, value);
     }
     m->Proceed();
   }
@@ -158,24 +159,17 @@ inline std::unique_ptr<::grpc::experimental::ServerInterceptorFactoryInterface> 
 }
 
 // The context of the call `ctx` (built by the server interceptor; without the
-// interceptor, built here from ctx's client metadata). Throws parse_error.
+// interceptor, built here from ctx's client metadata), always in a trace.
+// Never throws parse_error (malformed metadata is dropped and reported).
 inline context context_of(const ::grpc::ServerContextBase* ctx, const registry& r = registry::global()) {
   auto found = detail::call_table::instance().get(ctx);
-  detail::call_table::result res = found ? std::move(*found) : detail::from_metadata(ctx->client_metadata(), r);
-  if (auto* err = std::get_if<std::string>(&res)) throw parse_error(*err);
-  return std::get<context>(res);
+  return found ? std::move(*found) : detail::from_metadata(ctx->client_metadata(), r);
 }
 
-// Runs `body()` (returning grpc::Status) in the call's context; malformed
-// metadata gives INVALID_ARGUMENT naming the fault, without calling `body`.
+// Runs `body()` (returning grpc::Status) in the call's context.
 template <class Body>
 ::grpc::Status serve(const ::grpc::ServerContextBase* ctx, Body&& body, const registry& r = registry::global()) {
-  context c;
-  try {
-    c = context_of(ctx, r);
-  } catch (const parse_error& e) {
-    return ::grpc::Status(::grpc::StatusCode::INVALID_ARGUMENT, e.what());
-  }
+  context c = context_of(ctx, r);
   return c.run(std::forward<Body>(body));
 }
 

@@ -2,10 +2,13 @@
 // request's context travels in its `traceparent`, `tracestate` and `baggage`
 // headers (propagation.hpp).
 //
-//   // client: the current context's registered variables go with the request
+//   // client: the current context's registered variables go with the request,
+//   // and a new child span of its trace
 //   ctxvars::http::inject(req);
 //   // server: the handler runs in a context built from the request's headers
 //   auto res = ctxvars::http::handle(req, [](const auto& req) { ...; return response; });
+//   // in a coroutine session (either Asio; include its ctxvars adapter):
+//   auto res = co_await ctxvars::http::async_handle(req, [](const auto& req) -> awaitable<response> {...});
 //
 // ctxvars::http::server is a small blocking server (a thread per connection,
 // keep-alive) running every request through handle(); ctxvars::http::client
@@ -23,9 +26,11 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "context.hpp"
+#include "detail/awaitable_adapter.hpp"
 #include "propagation.hpp"
 
 namespace ctxvars::http {
@@ -35,61 +40,89 @@ using tcp = boost::asio::ip::tcp;
 using request = bhttp::request<bhttp::string_body>;
 using response = bhttp::response<bhttp::string_body>;
 
-// Sets traceparent/tracestate/baggage on `req` from `c` (default: the current
-// context), replacing any already there; removes those `c` has nothing for.
+// Sets traceparent/tracestate/baggage on `req` for an outgoing call from `c`
+// (default: the current context): a new child span of c's trace (same
+// trace-id, a new parent-id; ctxvars::inject_child) and c's registered
+// variables. Replaces any such header already there; removes those `c` has
+// nothing for. `c` is not changed.
 template <class Body, class Fields>
 void inject(bhttp::request<Body, Fields>& req, const context& c = copy_context(),
             const registry& r = registry::global()) {
   req.erase("traceparent");
   req.erase("tracestate");
   req.erase("baggage");
-  for (auto& [name, value] : ctxvars::inject(c, r)) req.set(name, value);
+  for (auto& [name, value] : ctxvars::inject_child(c, r)) req.set(name, value);
 }
 
 namespace detail {
-inline std::string_view header(const auto& msg, std::string_view name) {
-  auto it = msg.find(boost::beast::string_view(name.data(), name.size()));
-  if (it == msg.end()) return {};
-  auto v = it->value();
-  return std::string_view(v.data(), v.size());
-}
-// A header given twice would be folded or ambiguous: refuse it.
-inline void require_single(const auto& msg, std::string_view name) {
-  if (msg.count(boost::beast::string_view(name.data(), name.size())) > 1)
-    throw parse_error("ctxvars: invalid " + std::string(name) + " header: given more than once");
+// Every value of the field `name`, joined with ',' as HTTP combines a
+// repeated list header (empty values skipped). A repeated traceparent so
+// becomes one that does not parse, and is ignored.
+inline std::string joined(const auto& msg, std::string_view name) {
+  std::string out;
+  auto [b, e] = msg.equal_range(boost::beast::string_view(name.data(), name.size()));
+  for (auto it = b; it != e; ++it) {
+    auto v = it->value();
+    if (v.empty()) continue;
+    if (!out.empty()) out += ',';
+    out.append(v.data(), v.size());
+  }
+  return out;
 }
 }  // namespace detail
 
-// A new context: `base` plus what the request's headers carry. Throws
-// parse_error (nothing applied) when a header is malformed or repeated.
+// A new context: `base` plus what the request's headers carry, by the
+// receiver rules (ctxvars::extract): repeated tracestate and baggage headers
+// are combined, malformed parts dropped and reported to the
+// on_malformed_header() handler. Never throws parse_error; std::bad_alloc.
 template <class Body, class Fields>
 context extract(const bhttp::request<Body, Fields>& req, const context& base = copy_context(),
                 const registry& r = registry::global(), std::vector<baggage_member>* unknown = nullptr) {
-  for (auto n : {"traceparent", "tracestate", "baggage"}) detail::require_single(req, n);
-  return ctxvars::extract({detail::header(req, "traceparent"), detail::header(req, "tracestate"),
-                           detail::header(req, "baggage")},
-                          base, r, unknown);
+  const std::string tp = detail::joined(req, "traceparent"), ts = detail::joined(req, "tracestate"),
+                    bg = detail::joined(req, "baggage");
+  return ctxvars::extract({tp, ts, bg}, base, r, unknown);
+}
+
+// The context a request is served in: extract(req, base, r), with a new trace
+// (random trace-id, Level 2 random flag) when the request brought no valid
+// traceparent (ctxvars::with_trace).
+inline context serving_context(const request& req, const context& base = context(),
+                               const registry& r = registry::global()) {
+  return with_trace(extract(req, base, r));
 }
 
 // Runs `handler(req)` (which returns a response) in a fresh context built
 // from the request's headers on top of `base` (default: an empty context, so
-// nothing of the serving thread leaks into requests). A malformed header gets
-// a 400 response naming the fault, and the handler is not called.
+// nothing of the serving thread leaks into requests): serving_context(). A
+// malformed header never refuses the request (see extract).
 template <class Handler>
 response handle(const request& req, Handler&& handler, const context& base = context(),
                 const registry& r = registry::global()) {
-  context ctx;
-  try {
-    ctx = extract(req, base, r);
-  } catch (const parse_error& e) {
-    response res(bhttp::status::bad_request, req.version());
-    res.set(bhttp::field::content_type, "text/plain");
-    res.keep_alive(req.keep_alive());
-    res.body() = std::string(e.what()) + "\n";
-    res.prepare_payload();
-    return res;
-  }
+  context ctx = serving_context(req, base, r);
   return ctx.run([&] { return std::invoke(handler, req); });
+}
+
+// The async form of handle(), for coroutine sessions: `co_await
+// async_handle(req, handler)` calls `handler(req)`, which returns an
+// `awaitable<R>` of either Asio (standalone `::asio` or `boost::asio`, default
+// executor; include <ctxvars/asio.hpp> or <ctxvars/boost_asio.hpp> before the
+// call), and awaits it as a task running in serving_context(req, base, r) on
+// the session's executor: every step of the handler, on whichever thread it
+// resumes, sees the request's context; the session's own context never sees
+// what the handler sets. Returns the handler's result or rethrows its
+// exception. `req` must stay alive until the co_await ends (it does when
+// awaited at once, as above). Cost: one context, one spawned task.
+template <class Handler, class Awaitable = std::invoke_result_t<Handler&, const request&>>
+Awaitable async_handle(const request& req, Handler handler, context base = context(),
+                       const registry& r = registry::global()) {
+  using adapter = ctxvars::detail::awaitable_adapter<Awaitable>;
+  using traits = typename adapter::traits;
+  context ctx = serving_context(req, base, r);
+  // The call itself runs in the request's context too (it may do work before
+  // its first suspension).
+  Awaitable aw = ctx.run([&] { return std::invoke(handler, req); });
+  auto ex = co_await traits::this_coro_executor;
+  co_return co_await adapter::co_spawn(ex, std::move(ctx), std::move(aw), traits::use_awaitable());
 }
 
 // A blocking HTTP/1.1 server on 127.0.0.1 (or any endpoint): one thread
@@ -161,8 +194,8 @@ class server {
     boost::system::error_code ec;
     for (;;) {
       // Beast's default 8 KiB header limit would drop the connection on a
-      // large baggage header; let it through so that the answer is a 400
-      // naming the fault.
+      // large baggage header; let it through to the receiver rules (whole
+      // members past 8192 bytes dropped, the request served).
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(64 * 1024);
       parser.body_limit(1024 * 1024);

@@ -50,7 +50,15 @@ namespace detail {
 // text never holds control bytes, so the separator cannot occur inside).
 inline constexpr char pair_sep = '\x1f';
 inline constexpr std::string_view marker = "\x1e\x1d" "ctxv:";  // starts a captured prefix
+// The same, for a line the wrapper's flush_on() level asks to flush: the sink
+// flushes right after writing it (on the worker thread, in order).
+inline constexpr std::string_view flush_marker = "\x1e\x1d" "ctxf:";
 inline constexpr char prefix_end = '\x1e';
+static_assert(marker.size() == flush_marker.size());
+
+// spdlog's banners around a backtrace dump (logger::dump_backtrace_).
+inline constexpr std::string_view backtrace_start = "****************** Backtrace Start ******************";
+inline constexpr std::string_view backtrace_end = "****************** Backtrace End ********************";
 
 // The pairs of the current context, sorted by name then variable id.
 inline void capture_pairs(std::string& out) { append_current_fields(out, pair_sep); }
@@ -66,10 +74,14 @@ class capture_sink final : public ::spdlog::sinks::sink {
  public:
   explicit capture_sink(::spdlog::sink_ptr inner) : inner_(std::move(inner)) {}
   void log(const ::spdlog::details::log_msg& msg) override {
-    if (!inner_->should_log(msg.level)) return;
     std::string_view payload(msg.payload.data(), msg.payload.size());
     std::string_view fields;
-    if (payload.substr(0, marker.size()) == marker) {
+    const bool flush_after = payload.substr(0, flush_marker.size()) == flush_marker;
+    if (!inner_->should_log(msg.level)) {
+      if (flush_after) inner_->flush();  // spdlog flushes every sink, also those that filtered the line
+      return;
+    }
+    if (flush_after || payload.substr(0, marker.size()) == marker) {
       payload.remove_prefix(marker.size());
       const std::size_t end = payload.find(prefix_end);
       if (end != std::string_view::npos) {
@@ -88,6 +100,7 @@ class capture_sink final : public ::spdlog::sinks::sink {
       throw;
     }
     captured = prev;
+    if (flush_after) inner_->flush();
   }
   void flush() override { inner_->flush(); }
   void set_pattern(const std::string& pattern) override { inner_->set_pattern(pattern); }
@@ -98,7 +111,16 @@ class capture_sink final : public ::spdlog::sinks::sink {
   ::spdlog::sink_ptr inner_;
 };
 
-// The logger capture_context() returns.
+// The logger capture_context() returns. Honours spdlog::logger's contract:
+// level and should_log() filter at the call; flush_on(level) flushes each sink
+// right after it writes a line at that level (on the worker thread, so the
+// line is in before the flush); flush() flushes through the async logger;
+// clone() returns a capturing logger (over a clone of the async one);
+// enable_backtrace()/dump_backtrace() replay the stored lines without fields —
+// spdlog stores them with no hook to capture the context at the call, and the
+// dumping caller's context is not theirs. set_error_handler(): errors of the
+// sinks happen in the async logger (on its worker): set the handler there;
+// the wrapper's own handler sees errors of the capture (a throwing formatter).
 class capturing_logger final : public ::spdlog::logger {
  public:
   // Shares `inner`'s (wrapped) sinks, so set_formatter/set_pattern on this
@@ -109,6 +131,13 @@ class capturing_logger final : public ::spdlog::logger {
     inner_->set_level(::spdlog::level::trace);  // this wrapper filters
   }
   const std::shared_ptr<::spdlog::logger>& inner() const noexcept { return inner_; }
+
+  std::shared_ptr<::spdlog::logger> clone(std::string logger_name) override {
+    auto c = std::make_shared<capturing_logger>(*this);
+    c->inner_ = inner_->clone(logger_name);
+    c->name_ = std::move(logger_name);
+    return c;
+  }
 
  protected:
   void sink_it_(const ::spdlog::details::log_msg& msg) override {
@@ -121,8 +150,16 @@ class capturing_logger final : public ::spdlog::logger {
       int& d;
       ~guard() { --d; }
     } g{++depth};
-    buf.assign(marker);
-    capture_pairs(buf);
+    // A backtrace dump replays stored lines through here between two banners
+    // (spdlog 1.x, on the dumping thread): they get no fields.
+    thread_local const capturing_logger* dumping = nullptr;
+    const std::string_view text(msg.payload.data(), msg.payload.size());
+    if (msg.source.empty() && msg.level == ::spdlog::level::info && text == backtrace_start) dumping = this;
+    const bool replay = dumping == this;
+    if (replay && msg.source.empty() && msg.level == ::spdlog::level::info && text == backtrace_end)
+      dumping = nullptr;
+    buf.assign(should_flush_(msg) ? flush_marker : marker);
+    if (!replay) capture_pairs(buf);
     buf += prefix_end;
     buf.append(msg.payload.data(), msg.payload.size());
     inner_->log(msg.time, msg.source, msg.level, ::spdlog::string_view_t(buf.data(), buf.size()));

@@ -98,12 +98,13 @@ if("asio" IN_LIST AVAILABLE AND "boost_asio" IN_LIST AVAILABLE)
         MATCH "probe: has ctxvars::asio" "probe: has ctxvars::boost_asio" "ctxvars_FOUND=1")
 endif()
 if("boost_asio" IN_LIST AVAILABLE)
-  # A Boost too old for Boost.Asio's coroutines.
+  # A Boost too old for the adapter: 1.79 has coroutines but neither
+  # boost::asio::deferred nor the associator hook (the minimum is 1.80 everywhere).
   file(WRITE ${BIN}/old-boost/boost/asio.hpp "")
-  file(WRITE ${BIN}/old-boost/boost/version.hpp "#define BOOST_VERSION 106700\n")
+  file(WRITE ${BIN}/old-boost/boost/version.hpp "#define BOOST_VERSION 107900\n")
   probe(boost_asio-too-old ${PREFIX} fail "REQUIRED COMPONENTS boost_asio"
         DEFS -DCTXVARS_BOOST_ASIO_INCLUDE_DIR=${BIN}/old-boost
-        MATCH "component \"boost_asio\" .* needs Boost 1\\.74 or later; .*BOOST_VERSION 106700")
+        MATCH "component \"boost_asio\" .* needs Boost 1\\.80 or later; .*BOOST_VERSION 107900")
 endif()
 
 # ---- integrations: fmt spdlog http grpc (each finds its dependency's CMake package) ----

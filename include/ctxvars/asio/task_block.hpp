@@ -64,6 +64,9 @@ struct task_block {
   // then on the executor runs functions without entering the context.
   std::atomic<bool> finished{false};
   context_impl* const ctx;  // owns one reference
+#if CTXVARS_DEBUG_CHECKS
+  debug::task_entry debug_entry{ctx, "Asio co_spawn"};  // ctxvars::debug::dump_tasks()
+#endif
 
   bool owned_by_this_thread() const noexcept {
     return owner.load(std::memory_order_relaxed) == this_owner_tag();
@@ -173,6 +176,9 @@ class step_scope {
     c_ = c;
     b_ = b;
     if (mode_ == mode::entered) b->own();
+#if CTXVARS_DEBUG_CHECKS
+    if (mode_ == mode::entered) b->debug_entry.running(thread_id(st));
+#endif
     r_ = switch_to(st, c);
     prev_ = innermost_step;
     innermost_step = this;
@@ -185,6 +191,9 @@ class step_scope {
     innermost_step = prev_;
     switch_back(this_thread_state(), c_, r_);
     if (mode_ == mode::entered) {
+#if CTXVARS_DEBUG_CHECKS
+      b_->debug_entry.suspended(nullptr);
+#endif
       // Never the last reference (the in_context running this step holds
       // one); if it were, c would still live: entering it counted a reference.
       task_block::disown(b_);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <utility>
 
 #include "../config.hpp"
 #include "context_map.hpp"
@@ -16,6 +17,32 @@ namespace ctxvars::detail {
 
 std::uint64_t next_context_id() noexcept;
 [[noreturn]] void throw_context_in_use(bool by_this_thread);
+
+class context_impl;
+
+// A context whose writes go through a layer: a generator's (generator.hpp),
+// whose reset of a variable it had not set before shows its consumer's
+// current value again rather than the one the token saw. context_impl's
+// assign and remove hand such a context's writes to `write`; every other
+// context pays one predictable branch for the hook.
+class context_layer {
+ public:
+  // Stands in for c.assign(var_id, *box, old, dropped) (box non-null) or
+  // c.remove(var_id, old, dropped) (box null), with their contract (strong
+  // guarantee; what the write displaced goes to `old`, what it dropped to
+  // `dropped`, both released by the caller last); does the plain update with
+  // c.assign_direct / c.remove_direct. May install another box than *box
+  // (then *box is left as it was): callers that cache what they installed
+  // read the map again when c.layer() is set (context_var::reset).
+  virtual void write(context_impl& c, std::uint64_t var_id, box_ptr* box, box_ptr& old,
+                     context_map::retired& dropped) = 0;
+
+ protected:
+  context_layer() noexcept = default;
+  context_layer(const context_layer&) noexcept = default;
+  context_layer& operator=(const context_layer&) noexcept = default;
+  ~context_layer() = default;
+};
 
 // Concurrency. `map` is written only by the one thread that has the context
 // entered (or, for a thread's base context, by that thread). Other threads read
@@ -126,19 +153,32 @@ class alignas(64) context_impl {
 
   // Writer-side updates (caller: the thread running in this context).
   // Strong guarantee: on throw nothing changed and `box` was not consumed.
-  // The displaced box goes to `old`; nodes the update dropped die after unlock.
-  void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
+  // The displaced box goes to `old`; what the update dropped (trie nodes, and
+  // after a fold the old layers with the values they alone kept) goes to
+  // `dropped`. Both are the caller's: releasing them may run value
+  // destructors (user code, which may get/set/reset anything), so the caller
+  // destroys them only after its own state — the lookup cache, the token, the
+  // watchers' notification — is final ("own first, publish, user code last").
+  // A layered context (see context_layer) hands the write to its layer.
+  void assign(std::uint64_t var_id, box_ptr&& box, box_ptr& old, context_map::retired& dropped) {
     run_write_hook();
+    if (CTXVARS_UNLIKELY(layer_ != nullptr)) return layer_->write(*this, var_id, &box, old, dropped);
+    assign_direct(var_id, std::move(box), old, dropped);
+  }
+  void remove(std::uint64_t var_id, box_ptr& old, context_map::retired& dropped) {
+    run_write_hook();
+    if (CTXVARS_UNLIKELY(layer_ != nullptr)) return layer_->write(*this, var_id, nullptr, old, dropped);
+    remove_direct(var_id, old, dropped);
+  }
+  // The same, past the layer.
+  void assign_direct(std::uint64_t var_id, box_ptr&& box, box_ptr& old, context_map::retired& dropped) {
     if (CTXVARS_UNLIKELY(box->bears_policy) && !flow_.contains(var_id))
-      return assign_first_policy_value(var_id, std::move(box), old);
-    context_map::retired dropped;
+      return assign_first_policy_value(var_id, std::move(box), old, dropped);
     writer_lock g(*this);
     map.assign(var_id, var_id, std::move(box), old, dropped);
     ++mods_;
   }
-  void remove(std::uint64_t var_id, box_ptr& old) {
-    run_write_hook();
-    context_map::retired dropped;
+  void remove_direct(std::uint64_t var_id, box_ptr& old, context_map::retired& dropped) {
     writer_lock g(*this);
     if (map.remove(var_id, var_id, old, dropped)) ++mods_;
   }
@@ -152,6 +192,24 @@ class alignas(64) context_impl {
   // hook may throw (the write then does not happen).
   using write_hook = void (*)(context_impl*);
   std::atomic<write_hook> before_write{nullptr};
+
+  // Layers (generator.hpp). The layer must outlive its attachment.
+  context_layer* layer() const noexcept { return layer_; }
+  void set_layer(context_layer* l) noexcept { layer_ = l; }
+  // Replaces the whole map (a generator's layer rebuilt over its consumer's
+  // context); `m` gets the old one, for the caller to release later (its
+  // values' destructors are user code). Counts as a modification, so no
+  // thread reuses a lookup-cache version of the old map.
+  // `keys` (if given) becomes the list of policy-bearing keys (see flow_).
+  void replace_map(context_map& m, flow_keys* keys = nullptr) noexcept {
+    writer_lock g(*this);
+    std::swap(map, m);
+    if (keys) flow_.swap(*keys);
+    ++mods_;
+  }
+  // Sets and resets so far (with replace_map): with `id`, names a state of
+  // this context's map. Read by the thread running in it.
+  std::uint64_t modifications() const noexcept { return mods_; }
 
   // Lookup-cache bookkeeping (see thread_state): the version a thread used
   // while inside this context can be used again when it comes back, if no set
@@ -185,9 +243,9 @@ class alignas(64) context_impl {
 
   // The first value of a policy-bearing variable here: its id joins the
   // list (built before anything changes; O(k) with k ids), then the map.
-  CTXVARS_NOINLINE void assign_first_policy_value(std::uint64_t var_id, box_ptr&& box, box_ptr& old) {
+  CTXVARS_NOINLINE void assign_first_policy_value(std::uint64_t var_id, box_ptr&& box, box_ptr& old,
+                                                  context_map::retired& dropped) {
     flow_keys keys = flow_.with(var_id, [this](std::uint64_t k) { return map.find(k, k) != nullptr; });
-    context_map::retired dropped;
     writer_lock g(*this);
     map.assign(var_id, var_id, std::move(box), old, dropped);
     flow_.swap(keys);  // the old list is released after the lock
@@ -204,6 +262,7 @@ class alignas(64) context_impl {
     }
   };
 
+  context_layer* layer_ = nullptr;  // see context_layer; null for every context but a generator's
   std::atomic<std::uint64_t> state_{one_ref};
   std::uint64_t cache_thread_ = 0;  // id of the last thread that left (0: none; see version_for)
   std::uint64_t cache_version_ = 0;

@@ -6,6 +6,11 @@
 // context can still name an entry after its variable is destroyed.
 #pragma once
 
+#include "../config.hpp"
+#if CTXVARS_DEBUG_CHECKS
+#include "source_location.hpp"
+#endif
+
 #include <atomic>
 #include <cstdint>
 #include <new>
@@ -74,6 +79,9 @@ struct box_base {
   void (*destroy_value)(box_base*) noexcept;
   void (*free_shell)(box_base*) noexcept;  // also releases the identity
   var_info* info;
+#if CTXVARS_DEBUG_CHECKS
+  ctxvars::debug::source_location where{};  // the set() that made this value (empty: not made by set)
+#endif
 };
 
 inline box_base*& spare_slot(thread_state& st, std::uint64_t id) noexcept {
@@ -221,6 +229,9 @@ box_ptr make_box(var_info* info, A&&... a) {
       throw;
     }
     b->refs.store(1, std::memory_order_relaxed);
+#if CTXVARS_DEBUG_CHECKS
+    b->where = {};  // the shell's last value was set elsewhere
+#endif
   } else {
     void* mem = box::allocate();
     b = ::new (mem) box;

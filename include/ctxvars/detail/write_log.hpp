@@ -37,7 +37,9 @@
 // changes; a throw (std::bad_alloc) discards the new layer and leaves the map
 // and the value unchanged. During the fold every reference dropped is one the
 // old stack also holds, so nothing is destroyed before the old top is released
-// (by `retired`, after the caller's lock).
+// — by `retired`, which the caller owns and destroys once its public
+// operation is complete (the old layers may hold the last reference to
+// masked values, whose destructors are user code).
 //
 // Costs. Copy: O(1), one counted reference. Lookup: the filter test, then at
 // most (D + 1) * L key comparisons, then the trie's O(log32 n). A write after
@@ -124,8 +126,10 @@ class layered_map {
   };
 
  public:
-  // What an update stopped referencing, released when this dies (after the
-  // caller's lock): releasing may destroy values and run their destructors.
+  // What an update stopped referencing, released when this dies: releasing
+  // may destroy values and run their destructors (user code). The caller
+  // destroys it after its lock and after everything user code could observe
+  // (a lookup cache, a token, watchers) is updated.
   class retired {
    public:
     retired() noexcept = default;
@@ -516,7 +520,7 @@ class layered_map {
     }
     n->size = n->base.size();
     if (cur) old = *cur;
-    r.layer_ = top_;  // our reference; released after the caller's lock
+    r.layer_ = top_;  // our reference; released by the caller, after its operation
     top_ = n;
   }
 
