@@ -12,6 +12,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -308,6 +310,103 @@ TEST(AsioOrder, ATasksStrandKeepsOrderWhileAnotherTaskHoldsTheSharedContext) {
     if (order != iota_vector(n + 1)) ++out_of_order;
   }
   EXPECT_EQ(out_of_order, 0);
+}
+
+// A queued function that throws: the exception leaves io.run() as any
+// handler's does, and the functions queued behind it still run, in order, in
+// the context, when the loop is run again.
+TEST(AsioOrder, AQueuedFunctionThatThrowsDoesNotStopTheOnesBehindIt) {
+  net::io_context io;
+  ctxvars::context c;
+  c.run([] { (void)rid.set(4); });
+  std::atomic<bool> inside{false}, release{false};
+  std::thread holder([&] {
+    c.run([&] {
+      inside = true;
+      await_flag(release);
+    });
+  });
+  await_flag(inside);
+  cx::context_executor<net::io_context::executor_type> ex(io.get_executor(), c);
+  std::vector<int> order;
+  int not_in_c = 0;
+  net::post(ex, [] { throw std::runtime_error("first"); });
+  for (int i = 1; i <= 3; ++i)
+    net::post(ex, [&, i] {
+      if (rid.get() != 4) ++not_in_c;
+      order.push_back(i);
+    });
+  EXPECT_EQ(io.run_one(), 1u);  // the first finds c busy (held until now): it is queued
+  release = true;
+  holder.join();
+  int thrown = 0;
+  for (;;) {
+    try {
+      io.run();
+      break;
+    } catch (const std::runtime_error&) {
+      ++thrown;
+      io.restart();
+    }
+  }
+  EXPECT_EQ(thrown, 1);
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(not_in_c, 0);
+  EXPECT_FALSE(c.entered());
+}
+
+// A task whose last step waited in the queue (another task held the shared
+// context): functions posted to its executor behind that step run after it,
+// in order, and — the task having finished in between — outside its context.
+TEST(AsioOrder, FunctionsQueuedBehindATasksLastStepRunOutsideItsContextAfterIt) {
+  constexpr int rounds = 40, n = 6;
+  int out_of_order = 0, late = 0, wrong = 0;
+  for (int round = 0; round < rounds; ++round) {
+    net::io_context io;
+    ctxvars::context c;
+    auto strand = net::make_strand(io);
+    std::vector<int> order;  // on the strand
+    std::atomic<bool> handled{false}, hogging{false}, have_ex{false};
+    std::optional<net::any_io_executor> task_ex;
+    auto hog = [&]() -> awaitable<void> {
+      hogging = true;
+      spin_for(3ms);  // holding c while the other task's last step arrives
+      co_return;
+    };
+    auto body = [&]() -> awaitable<void> {
+      (void)rid.set(7);
+      task_ex.emplace(co_await net::this_coro::executor);
+      have_ex = true;
+      net::steady_timer t(*task_ex, 1ms);
+      co_await t.async_wait(use_awaitable);  // the last step: c is busy by then, it waits in the queue
+    };
+    cx::co_spawn(strand, c, body, [&](std::exception_ptr) { handled = true; });
+    std::thread poster([&] {
+      await_flag(have_ex);
+      cx::co_spawn(net::make_strand(io), c, hog, net::detached);
+      await_flag(hogging);
+      std::this_thread::sleep_for(1500us);  // the last step is queued by now
+      for (int i = 0; i < n; ++i)
+        net::post(*task_ex, [&, i] {
+          const int v = rid.get();
+          if (v != 7 && v != -1) ++wrong;
+          if (handled.load() && v == 7) ++late;
+          order.push_back(i);
+        });
+    });
+    auto guard = net::make_work_guard(io);  // until every function is posted
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 2; ++t) ts.emplace_back([&io] { io.run(); });
+    poster.join();
+    guard.reset();
+    for (auto& t : ts) t.join();
+    if (order != iota_vector(n)) ++out_of_order;
+    EXPECT_TRUE(handled.load());
+    EXPECT_FALSE(c.entered());
+  }
+  EXPECT_EQ(out_of_order, 0);
+  EXPECT_EQ(late, 0);
+  EXPECT_EQ(wrong, 0);
 }
 
 // The queue of functions waiting for a busy context dies with its io_context
