@@ -355,8 +355,9 @@ TEST(AsioOrder, AQueuedFunctionThatThrowsDoesNotStopTheOnesBehindIt) {
   EXPECT_FALSE(c.entered());
 }
 
-// A task whose last step waited in the queue (another task held the shared
-// context): functions posted to its executor behind that step run after it,
+// A task whose last step waits in the queue (another task holds the shared
+// context, and the loop's threads, each inside a context of its own, may not
+// wait for it): functions posted to its executor behind that step run after it,
 // in order, and — the task having finished in between — outside its context.
 TEST(AsioOrder, FunctionsQueuedBehindATasksLastStepRunOutsideItsContextAfterIt) {
   constexpr int rounds = 40, n = 6;
@@ -370,7 +371,7 @@ TEST(AsioOrder, FunctionsQueuedBehindATasksLastStepRunOutsideItsContextAfterIt) 
     std::optional<net::any_io_executor> task_ex;
     auto hog = [&]() -> awaitable<void> {
       hogging = true;
-      spin_for(3ms);  // holding c while the other task's last step arrives
+      spin_for(4ms);  // holding c while the other task's last step arrives
       co_return;
     };
     auto body = [&]() -> awaitable<void> {
@@ -385,7 +386,7 @@ TEST(AsioOrder, FunctionsQueuedBehindATasksLastStepRunOutsideItsContextAfterIt) 
       await_flag(have_ex);
       cx::co_spawn(net::make_strand(io), c, hog, net::detached);
       await_flag(hogging);
-      std::this_thread::sleep_for(1500us);  // the last step is queued by now
+      std::this_thread::sleep_for(2ms);  // the last step is queued by now
       for (int i = 0; i < n; ++i)
         net::post(*task_ex, [&, i] {
           const int v = rid.get();
@@ -396,7 +397,9 @@ TEST(AsioOrder, FunctionsQueuedBehindATasksLastStepRunOutsideItsContextAfterIt) 
     });
     auto guard = net::make_work_guard(io);  // until every function is posted
     std::vector<std::thread> ts;
-    for (int t = 0; t < 2; ++t) ts.emplace_back([&io] { io.run(); });
+    // Each loop thread runs inside a context of its own (rid unset there): a step that finds c
+    // busy then never waits (the waiting rule), so the last step is surely queued.
+    for (int t = 0; t < 2; ++t) ts.emplace_back([&io] { ctxvars::context().run([&io] { io.run(); }); });
     poster.join();
     guard.reset();
     for (auto& t : ts) t.join();
