@@ -123,6 +123,11 @@ void in_context<Traits, Executor, F>::wait_in_line(task_block* b, bool gave_way)
 // An executor that runs everything submitted to it inside one context.
 // Every property query, require and prefer is forwarded to the wrapped
 // executor (require and prefer re-wrap the result), so it fits any_io_executor.
+// Functions submitted to copies of one executor run in submission order where
+// the wrapped executor keeps it (a strand), however busy the context is: one
+// that must wait for the context is queued (one allocation; std::bad_alloc
+// would leave the loop's run()), see "Order" in task_block.hpp. Thread-safe
+// as the wrapped executor is.
 // A move hands the task over (Asio moves executors constantly): a moved-from
 // executor may be destroyed, assigned, copied and compared (equal only to
 // another moved-from one with an equal inner executor); get_context() and
