@@ -41,7 +41,7 @@ struct in_context {
   }
 
  private:
-  void wait_in_line(task_block* b, bool gave_way);
+  CTXVARS_NOINLINE void wait_in_line(task_block* b, bool gave_way);  // the slow path, out of line
 };
 
 // A queued in_context (allocated on the slow path only).

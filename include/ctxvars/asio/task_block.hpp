@@ -59,7 +59,7 @@ struct pending_step {
 // the task has finished. Counted (Asio copies executors across threads).
 //
 // The gate. A step enters the task's context only through the block's gate:
-// it takes the gate (sets `owned` in `shared`: one CAS, acquire), then reads
+// it takes the gate (adds `owned` to `shared`: one locked add, acquire), then reads
 // `finished`, then tries to enter ctx; it gives the gate back (release) only
 // after it has left ctx. The task's last step sets `finished` while holding the
 // gate (finish_task). So a step that waited while the last step ran takes the
@@ -78,9 +78,10 @@ struct pending_step {
 // cannot reach zero while `owned` is set (it exceeds any possible count), so
 // the block is deleted only by a release that finds no owner, or by the
 // owner's flush, which adds `biased` into `shared` and clears `owned` in the
-// one atomic operation that gives the gate back. The next owner's CAS acquires
-// that flush, so it starts with `biased` == 0. (The gate and the owner mark are
-// one word: taking the gate costs the CAS that marking ownership cost before.)
+// one atomic operation that gives the gate back. The next owner's fetch_add
+// acquires that flush, so it starts with `biased` == 0. (The gate and the owner
+// mark are one word: taking the gate costs the one locked add that marking
+// ownership cost before.)
 //
 // Order. Asio runs a strand's functions in the order they were submitted; a
 // step that finds the context busy must not let a later one overtake it. So
@@ -136,11 +137,14 @@ struct task_block {
       delete b;
   }
   // Takes the gate if nobody holds it; the calling thread then owns the block.
+  // One locked instruction when the gate is free: mark, and take the mark
+  // back if the gate was held (meanwhile `shared` only looks held to others,
+  // and cannot reach zero: the caller holds a reference).
   bool try_own() noexcept {
-    std::int64_t s = shared.load(std::memory_order_relaxed);
-    do {
-      if (gate_taken(s)) return false;
-    } while (!shared.compare_exchange_weak(s, s + owned, std::memory_order_acquire, std::memory_order_relaxed));
+    if (CTXVARS_UNLIKELY(gate_taken(shared.fetch_add(owned, std::memory_order_acquire)))) {
+      shared.fetch_sub(owned, std::memory_order_relaxed);
+      return false;
+    }
     owner.store(this_owner_tag(), std::memory_order_relaxed);
     return true;
   }
@@ -345,7 +349,7 @@ class step_scope {
   // A short wait, for a thread that holds no context. Bounded: the holder may
   // be a thread running the event loop inside c.run(...), which leaves c only
   // when the loop ends, i.e. after this step; busy: give way.
-  static step_entry wait_to_enter(task_block* b, context_impl* c) noexcept {
+  CTXVARS_NOINLINE static step_entry wait_to_enter(task_block* b, context_impl* c) noexcept {
     for (unsigned spins = 0; spins < 64 + 256; ++spins) {
       if (spins >= 64) std::this_thread::yield();
       if (task_block::gate_taken(b->shared.load(std::memory_order_relaxed))) continue;
