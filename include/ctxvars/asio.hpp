@@ -24,7 +24,8 @@
 // Rules and traps:
 //  - A context is entered by one thread at a time. Steps of tasks that share
 //    one context (co_spawn(ex, ctx, ...) twice) are serialised; a step never
-//    waits while its thread holds another context: it is re-posted instead.
+//    waits while its thread holds another context: it is queued instead (in
+//    order: a task's steps that could not run keep their FIFO order).
 //    Never block inside a step waiting for another task of the same context.
 //  - Work posted to a task's own executor (co_await this_coro::executor) runs
 //    in the task's context while the task runs; post to the io_context's

@@ -28,19 +28,40 @@
 // task before the current step has returned, and tasks may share one context
 // explicitly. A step whose thread holds no context (only its own base
 // context) waits a little for the other thread to leave, and gives way (is
-// posted again) if it does not: the holder may itself be waiting for this
+// queued, below) if it does not: the holder may itself be waiting for this
 // step (a thread running the event loop inside c.run(...) leaves c only when
 // the loop ends). A step whose thread already holds a context (a step
 // dispatched inline from inside another task's step: co_spawn's first step, a
-// dispatch completing inline) NEVER waits: it is posted again to its executor
-// (blocking.never) and runs later. So no thread ever waits while holding a
-// context, and no wait is unbounded: no cycle of waiting threads can form.
+// dispatch completing inline) NEVER waits: it is queued at once and runs
+// later. So no thread ever waits while holding a context, and no wait is
+// unbounded: no cycle of waiting threads can form. "Is the holder me?" comes
+// first: a step whose context is already current on its thread (a loop run
+// inside c.run(...), a dispatch completing inline) or entered further down
+// its stack runs at once, without waiting.
+//
+// Order (issue 17 §3.4). A step that could not run must not be overtaken: a
+// strand runs its functions in the order they were submitted. Each task has a
+// FIFO of waiting steps; a step that finds the context busy, or finds steps
+// already waiting (even if the context is free, or current on its thread),
+// joins the end of it. One runner at a time, posted through the head's own
+// executor (blocking.never), enters the context by the rule above (giving way
+// by re-posting itself) and runs the head and, in the same step, the steps
+// behind it submitted to an executor equal to the head's; a head on another
+// executor gets a runner posted through its own. The queue allocates only on
+// this slow path; the fast path pays one relaxed load. If the runner's
+// executor shuts down before it runs, the queued steps are destroyed unrun.
 //
 // A finished task leaves nothing behind. The task's body is wrapped (run_task)
 // so that once it has returned or thrown, the step leaves the task's context
 // before Asio invokes the completion handler, and the task's executor stops
 // entering the context. The handler (a plain coroutine awaiting the task, a
 // callback, a future) runs in the context the thread had outside the task.
+// No window (issue 17 §3.2): steps enter the context only through the task's
+// gate (task_block.hpp), taken before the context and given back after it;
+// the last step marks the task finished while holding the gate, so a step
+// that was waiting for the context meanwhile finds the task finished and runs
+// its function where its thread is: c.run(...) right after the handler finds
+// c free.
 #pragma once
 
 #include "task_block.hpp"

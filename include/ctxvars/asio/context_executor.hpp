@@ -11,36 +11,123 @@ namespace ctxvars::detail::asio_adapter {
 template <class Traits, class Executor>
 class basic_context_executor;
 
-// A function object that runs `f` inside the task's context, or re-posts
-// itself when it must not wait (see the waiting rule).
+// A function object that runs `f` inside the task's context, or queues it
+// when it must not wait, or when earlier functions are queued (see "Order" in
+// task_block.hpp and the waiting rule in adapter.hpp).
 template <class Traits, class Executor, class F>
 struct in_context {
   basic_context_executor<Traits, Executor> ex;
   F f;
   void operator()() {
     task_block* b = ex.task().get();
+    if (CTXVARS_UNLIKELY(b->has_pending())) {
+      wait_in_line(b, false);  // behind the queued ones, finished or not
+      return;
+    }
     if (b->finished.load(std::memory_order_acquire)) {
       std::move(f)();
       return;
     }
     step_scope s;
-    if (!s.begin(b)) {
+    switch (s.begin(b)) {
+      case step_entry::entered:
+      case step_entry::finished:  // run where the thread is, entering nothing
+        std::move(f)();
+        return;
+      case step_entry::busy:
+        wait_in_line(b, s.gave_way());
+        return;
+    }
+  }
+
+ private:
+  CTXVARS_NOINLINE void wait_in_line(task_block* b, bool gave_way);  // the slow path, out of line
+};
+
+// A queued in_context (allocated on the slow path only).
+template <class Traits, class Executor, class F>
+struct pending_in_context final : pending_step {
+  explicit pending_in_context(in_context<Traits, Executor, F>&& s) : step(std::move(s)) {}
+  void run() override { std::move(step.f)(); }
+  void post_runner(task_block* b) override;
+  bool same_executor(const pending_step& o) const noexcept override {
+    return o.executor_type() == typeid(Executor) &&
+           *static_cast<const Executor*>(o.executor()) == step.ex.get_inner_executor();
+  }
+  const std::type_info& executor_type() const noexcept override { return typeid(Executor); }
+  const void* executor() const noexcept override { return &step.ex.get_inner_executor(); }
+
+  in_context<Traits, Executor, F> step;
+};
+
+// Serves a task's queue (see "Order" in task_block.hpp), posted through the
+// head's executor: enters the task's context by the waiting rule (giving way
+// by re-posting itself), then runs the queued steps (run_pending). At most one
+// exists per task, from the post that starts the queue's service until it
+// ends; move-only. Destroyed without having run (its executor shut down
+// first), it destroys the queued steps unrun, as the executor would have.
+template <class Traits, class Executor>
+class queue_runner {
+ public:
+  queue_runner(Executor ex, task_ref t) noexcept(std::is_nothrow_move_constructible_v<Executor>)
+      : ex_(std::move(ex)), t_(std::move(t)) {}
+  queue_runner(queue_runner&&) noexcept(std::is_nothrow_move_constructible_v<Executor>) = default;
+  queue_runner& operator=(queue_runner&&) = delete;
+  ~queue_runner() {
+    if (t_.get()) task_block::drop_pending(t_.get());
+  }
+
+  void operator()() {
+    task_ref t = std::move(t_);  // from here on this object is disarmed
+    task_block* b = t.get();
+    step_scope s;
+    const step_entry e = b->finished.load(std::memory_order_acquire) ? step_entry::finished : s.begin(b);
+    if (e == step_entry::busy) {
       const bool gave_way = s.gave_way();
-      auto inner = Traits::prefer(ex.get_inner_executor(), Traits::blocking_never);
-      Traits::execute(inner, std::move(*this));
+      post(std::move(ex_), std::move(t));
       // After a vain wait the holder may be this executor's own loop, run by
       // a thread inside c.run(...): pause so that it, not this thread, picks
-      // the step up (otherwise this thread takes it straight back).
+      // the runner up (otherwise this thread takes it straight back).
       if (gave_way) std::this_thread::sleep_for(std::chrono::microseconds(100));
       return;
     }
-    std::move(f)();
+    run_pending(b, s);
   }
+
+  // Posts a runner for b's queue through ex (blocking.never).
+  static void post(Executor ex, task_ref t) {
+    auto never = Traits::prefer(ex, Traits::blocking_never);
+    Traits::execute(never, queue_runner(std::move(ex), std::move(t)));
+  }
+
+ private:
+  Executor ex_;
+  task_ref t_;  // null once moved from or run
 };
+
+template <class Traits, class Executor, class F>
+void pending_in_context<Traits, Executor, F>::post_runner(task_block* b) {
+  b->retain();
+  queue_runner<Traits, Executor>::post(step.ex.get_inner_executor(), task_ref(b));
+}
+
+template <class Traits, class Executor, class F>
+void in_context<Traits, Executor, F>::wait_in_line(task_block* b, bool gave_way) {
+  task_block::enqueue(b, new pending_in_context<Traits, Executor, F>(std::move(*this)));
+  // After a vain wait the holder may be this executor's own loop, run by a
+  // thread inside c.run(...): pause so that it, not this thread, picks the
+  // queue's runner up.
+  if (gave_way) std::this_thread::sleep_for(std::chrono::microseconds(100));
+}
 
 // An executor that runs everything submitted to it inside one context.
 // Every property query, require and prefer is forwarded to the wrapped
 // executor (require and prefer re-wrap the result), so it fits any_io_executor.
+// Functions submitted to copies of one executor run in submission order where
+// the wrapped executor keeps it (a strand), however busy the context is: one
+// that must wait for the context is queued (one allocation; std::bad_alloc
+// would leave the loop's run()), see "Order" in task_block.hpp. Thread-safe
+// as the wrapped executor is.
 // A move hands the task over (Asio moves executors constantly): a moved-from
 // executor may be destroyed, assigned, copied and compared (equal only to
 // another moved-from one with an equal inner executor); get_context() and
