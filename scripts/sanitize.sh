@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Runs the whole test suite under AddressSanitizer+UndefinedBehaviorSanitizer
+# Runs the test suite under AddressSanitizer+UndefinedBehaviorSanitizer
 # (clang++ 14 and g++ 12 -O2, where g++'s UBSan miscompile showed) and under
-# ThreadSanitizer (clang++ 14), warnings as errors.
+# ThreadSanitizer (clang++ 14), warnings as errors — on what each can catch, to
+# keep CI within its time (CMakePresets.json): no examples and no benchmarks under
+# sanitizers; the Boost.Asio twins of the Asio tests under clang's ASan only;
+# gRPC (whose Debian library is not sanitized; under TSan it was built, never run)
+# under clang's ASan only.
 #   scripts/sanitize.sh                  the three CI runs: asan tsan asan-gcc
 #   scripts/sanitize.sh tsan-gcc         also available: ThreadSanitizer with g++
 #   scripts/sanitize.sh asan             one of them
