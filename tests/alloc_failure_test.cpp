@@ -17,65 +17,26 @@
 #include <memory>
 
 #include "counted.hpp"
+#include "failing_new.hpp"
 #include "ctxvars/task.hpp"
 #include "ctxvars/watch.hpp"
-
-namespace {
-constinit thread_local long fail_countdown = -1;  // -1: never fail
-constinit thread_local long allocations = 0;
-}  // namespace
-
-void* operator new(std::size_t n) {
-  ++allocations;
-  if (fail_countdown >= 0 && fail_countdown-- == 0) throw std::bad_alloc();
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace ctxvars;
 using ctxvars_test::counted;
 
 namespace {
 
-long total_points = 0;
+using ctxvars_test::allocations;
+using ctxvars_test::drain_layer_cache;
+using ctxvars_test::fail_countdown;
+using ctxvars_test::sweep;
+
 struct report_points : ::testing::Environment {
-  void TearDown() override { std::printf("[figures] allocation failure: %ld failure points swept\n", total_points); }
+  void TearDown() override {
+    std::printf("[figures] allocation failure: %ld failure points swept\n", ctxvars_test::swept_points);
+  }
 };
 const auto* const reporter = ::testing::AddGlobalTestEnvironment(new report_points);
-
-// Runs op with the Nth allocation failing, for N = 0, 1, ... until op
-// succeeds; calls check() after every failure. Returns the failure points.
-template <class Op, class Check>
-int sweep(Op op, Check check) {
-  for (int n = 0; n < 1000; ++n) {
-    fail_countdown = n;
-    try {
-      op();
-      fail_countdown = -1;
-      total_points += n;
-      return n;
-    } catch (const std::bad_alloc&) {
-      fail_countdown = -1;
-      check();
-    }
-  }
-  fail_countdown = -1;
-  ADD_FAILURE() << "operation never succeeded";
-  return -1;
-}
-
-// Layers of write logs come from a per-thread free list; empty it so that
-// the operation under test must call operator new for them.
-void drain_layer_cache() {
-  auto& st = ctxvars::detail::this_thread_state();
-  while (void* p = st.free_layers) {
-    st.free_layers = *static_cast<void**>(p);
-    ::operator delete(p);
-  }
-  st.n_free_layers = 0;
-}
 
 std::map<std::string, int> snapshot(const context& c) {
   std::map<std::string, int> m;

@@ -15,52 +15,17 @@
 #include <vector>
 
 #include "counted.hpp"
-
-namespace {
-constinit thread_local long fail_countdown = -1;  // -1: never fail
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (fail_countdown >= 0 && fail_countdown-- == 0) throw std::bad_alloc();
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "failing_new.hpp"
 
 using namespace ctxvars;
 using ctxvars_test::counted;
 
 namespace {
 
-template <class Op, class Check>
-int sweep(Op op, Check check) {
-  for (int n = 0; n < 1000; ++n) {
-    fail_countdown = n;
-    try {
-      op();
-      fail_countdown = -1;
-      return n;
-    } catch (const std::bad_alloc&) {
-      fail_countdown = -1;
-      check();
-    }
-  }
-  fail_countdown = -1;
-  ADD_FAILURE() << "operation never succeeded";
-  return -1;
-}
+using ctxvars_test::fail_countdown;
+using ctxvars_test::sweep;
 
-// Write-log layers and context blocks come from per-thread free lists: empty
-// them so that the operation under test must call operator new.
-void drain_caches() {
-  auto& st = detail::this_thread_state();
-  while (void* p = st.free_layers) {
-    st.free_layers = *static_cast<void**>(p);
-    ::operator delete(p);
-  }
-  st.n_free_layers = 0;
-}
+void drain_caches() { ctxvars_test::drain_layer_cache(); }
 
 context_var<int> a("a", -1);
 context_var<counted> c("c");
