@@ -386,6 +386,12 @@ TEST(Propagation, TheReportingHandlerMayBeSwappedWhileThreadsExtract) {
       ctxvars::on_malformed_header([&a, &b, i](const ctxvars::malformed_header&) { ++(i % 2 ? a : b); });
       std::this_thread::yield();
     }
+    // On a loaded machine the threads may not have run yet: keep swapping until they
+    // have reported (bounded), so the swap really happens while they extract.
+    for (int i = 0; a.load() + b.load() < 100 && i < 200000; ++i) {
+      ctxvars::on_malformed_header([&a, &b, i](const ctxvars::malformed_header&) { ++(i % 2 ? a : b); });
+      std::this_thread::yield();
+    }
     stop = true;
   }
   ctxvars::on_malformed_header(std::move(prev));
