@@ -433,3 +433,130 @@ TEST(AsioFlow, CoSpawnWithAThrowingOnForkThrowsAndNothingRuns) {
 }
 
 }  // namespace
+
+// ---- attacks on the merged adapter (review after issue 17) -------------------
+
+namespace {
+
+// A deferred operation bound to another executor, awaited later: initiated
+// inside the task's step, so its resumption must follow the task too.
+TEST_F(Follow, ADeferredOperationBoundToAnotherExecutorFollowsWhenAwaited) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+#if defined(CTXVARS_TEST_BOOST_ASIO)
+    co_await net::post(net::bind_executor(pool, net::deferred));  // awaited directly (Boost >= 1.80)
+    p.check(id, "co_await post(bind_executor(pool, deferred))");
+    auto op = net::post(net::bind_executor(pool, net::experimental::deferred));
+    co_await std::move(op)(use_awaitable);
+    p.check(id, "post(bind_executor(pool, experimental::deferred))(use_awaitable)");
+#else
+    auto op = net::post(net::bind_executor(pool, net::experimental::deferred));
+    co_await std::move(op)(use_awaitable);
+    p.check(id, "post(bind_executor(pool, deferred))(use_awaitable)");
+#endif
+    net::steady_timer t(co_await net::this_coro::executor, 1ms);
+    auto wait = t.async_wait(net::bind_executor(other, net::experimental::deferred));
+    co_await std::move(wait)(use_awaitable);
+    p.check(id, "timer wait(bind_executor(other, deferred))(use_awaitable)");
+  });
+}
+
+// A task's value whose destructor writes a context variable; the io_context
+// is destroyed while the task is suspended.
+struct writes_on_destruction {
+  int* destroyed;
+  ~writes_on_destruction() {
+    ++*destroyed;
+    (void)rid.set(4242);
+  }
+};
+
+TEST(AsioFollowAttack, ATaskDestroyedWithItsIoContextLeaksNothingIntoTheDestroyingThread) {
+  int destroyed = 0;
+  {
+    net::thread_pool pool(1);
+    {
+      net::io_context io;
+      for (int i = 0; i < 3; ++i) {
+        cx::co_spawn(io, [&destroyed, &pool, i]() -> awaitable<void> {
+          (void)rid.set(i);
+          writes_on_destruction w{&destroyed};
+          auto big = std::make_unique<std::vector<int>>(1000, i);
+          net::steady_timer t(co_await net::this_coro::executor, 1h);
+          if (i == 1) co_await net::post(net::bind_executor(pool, use_awaitable));
+          co_await t.async_wait(use_awaitable);
+        }, net::detached);
+      }
+      io.run_for(20ms);
+    }
+    pool.join();
+  }
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_EQ(rid.get(), -1) << "a frame destroyed with its io_context wrote into the destroying thread's context";
+}
+
+// An io_context stopped with tasks pending, then restarted: they go on in their contexts.
+TEST(AsioFollowAttack, AStoppedIoContextRestartedResumesTasksInTheirContexts) {
+  net::io_context io;
+  net::thread_pool pool(2);
+  std::atomic<int> wrong{0}, done{0};
+  for (int i = 0; i < 8; ++i) {
+    cx::co_spawn(io, [&, i]() -> awaitable<void> {
+      (void)rid.set(i);
+      for (int k = 0; k < 20; ++k) {
+        co_await net::post(net::bind_executor(pool, use_awaitable));
+        if (rid.get() != i) ++wrong;
+        co_await net::post(io.get_executor(), use_awaitable);
+        if (rid.get() != i) ++wrong;
+      }
+      ++done;
+    }, net::detached);
+  }
+  auto guard = net::make_work_guard(io);
+  std::thread stopper([&] {
+    for (int k = 0; k < 5; ++k) {
+      std::this_thread::sleep_for(1ms);
+      io.stop();
+    }
+  });
+  for (int round = 0; round < 200 && done.load() < 8; ++round) {
+    io.restart();
+    io.run_for(2ms);
+    EXPECT_EQ(rid.get(), -1);
+  }
+  stopper.join();
+  guard.reset();
+  io.restart();
+  io.run();
+  EXPECT_EQ(done.load(), 8);
+  EXPECT_EQ(wrong.load(), 0);
+  pool.join();
+}
+
+// A blocking.always executor must have run the function when execute returns.
+TEST(AsioFollowAttack, BlockingAlwaysRunsTheFunctionBeforeExecuteReturnsEvenIfTheContextIsBusy) {
+  net::thread_pool pool(1);
+  ctxvars::context c;
+  std::atomic<bool> inside{false}, release{false};
+  std::thread holder([&] {
+    c.run([&] {
+      inside = true;
+      while (!release.load()) std::this_thread::yield();
+    });
+  });
+  while (!inside.load()) std::this_thread::yield();
+  cx::context_executor<net::thread_pool::executor_type> cex(pool.get_executor(), c);
+  auto bex = net::require(cex, net::execution::blocking.always);
+  std::atomic<int> ran{0};
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(100ms);
+    release = true;
+  });
+  net::execution::execute(bex, [&] { ++ran; });
+  EXPECT_EQ(ran.load(), 1) << "execute(blocking.always) returned before its function ran";
+  releaser.join();
+  holder.join();
+  pool.join();
+}
+
+}  // namespace

@@ -13,14 +13,34 @@ class basic_context_executor;
 
 // A function object that runs `f` inside the task's context, or queues it
 // when it must not wait, or when earlier functions are queued (see "Order" in
-// task_block.hpp and the waiting rule in adapter.hpp).
+// task_block.hpp and the waiting rule in adapter.hpp). Two exceptions:
+//  - submitted through a blocking.always executor, it never queues (the caller
+//    expects f to have run when execute returns): it waits for the context;
+//  - destroyed without having run (its executor was shut down or destroyed
+//    with it pending: a suspended coroutine's frame unwinding), it destroys f
+//    inside the task's context, so that destructors of the frame's locals
+//    that write variables write the task's values, not the destroying
+//    thread's (best effort: if the context stays busy, f dies where the
+//    thread is).
 template <class Traits, class Executor, class F>
 struct in_context {
   basic_context_executor<Traits, Executor> ex;
   F f;
+  bool ran = false;  // f was run (or handed to a pending step, which runs it)
+
+  template <class G>
+  in_context(basic_context_executor<Traits, Executor> e, G&& g) : ex(std::move(e)), f(std::forward<G>(g)) {}
+  in_context(in_context&&) = default;  // the moved-from one has no task: its destructor does nothing
+  in_context& operator=(in_context&&) = delete;
+  ~in_context() {
+    if (CTXVARS_UNLIKELY(!ran && ex.task().get())) destroy_unrun();
+  }
+
   void operator()() {
+    ran = true;
     task_block* b = ex.task().get();
     if (CTXVARS_UNLIKELY(b->has_pending())) {
+      if (CTXVARS_UNLIKELY(blocking_always())) return run_waiting(b);
       wait_in_line(b, false);  // behind the queued ones, finished or not
       return;
     }
@@ -35,6 +55,10 @@ struct in_context {
         std::move(f)();
         return;
       case step_entry::busy:
+        if (CTXVARS_UNLIKELY(blocking_always())) {
+          s.end();
+          return run_waiting(b);
+        }
         wait_in_line(b, s.gave_way());
         return;
     }
@@ -42,13 +66,26 @@ struct in_context {
 
  private:
   CTXVARS_NOINLINE void wait_in_line(task_block* b, bool gave_way);  // the slow path, out of line
+  CTXVARS_NOINLINE void run_waiting(task_block* b);
+  CTXVARS_NOINLINE void destroy_unrun() noexcept;
+  // The executor promises that execute() returns after f ran (only checked
+  // on the slow paths).
+  bool blocking_always() const noexcept {
+    if constexpr (Traits::template can_query<const Executor&, std::decay_t<decltype(Traits::blocking)>>)
+      return Traits::query(ex.get_inner_executor(), Traits::blocking) == Traits::blocking_always;
+    else
+      return false;
+  }
 };
 
 // A queued in_context (allocated on the slow path only).
 template <class Traits, class Executor, class F>
 struct pending_in_context final : pending_step {
   explicit pending_in_context(in_context<Traits, Executor, F>&& s) : step(std::move(s)) {}
-  void run() override { std::move(step.f)(); }
+  void run() override {
+    step.ran = true;
+    std::move(step.f)();
+  }
   void post_runner(task_block* b) override;
   bool same_executor(const pending_step& o) const noexcept override {
     return o.executor_type() == typeid(Executor) &&
@@ -113,11 +150,48 @@ void pending_in_context<Traits, Executor, F>::post_runner(task_block* b) {
 
 template <class Traits, class Executor, class F>
 void in_context<Traits, Executor, F>::wait_in_line(task_block* b, bool gave_way) {
+  ran = false;  // the pending copy runs it, or destroys it unrun (in the context)
   task_block::enqueue(b, new pending_in_context<Traits, Executor, F>(std::move(*this)));
   // After a vain wait the holder may be this executor's own loop, run by a
   // thread inside c.run(...): pause so that it, not this thread, picks the
   // queue's runner up.
   if (gave_way) std::this_thread::sleep_for(std::chrono::microseconds(100));
+}
+
+// blocking.always: wait for the context (never queue), however long, also
+// while this thread holds another context: the caller asked to block until f
+// has run, so this wait is the caller's, like a mutex's (two such waits, each
+// holding the context the other needs, deadlock). Does not keep FIFO order
+// with steps queued before it.
+template <class Traits, class Executor, class F>
+void in_context<Traits, Executor, F>::run_waiting(task_block* b) {
+  for (unsigned round = 0;; ++round) {
+    if (b->finished.load(std::memory_order_acquire) && !b->has_pending()) {
+      std::move(f)();
+      return;
+    }
+    {
+      step_scope s;
+      const step_entry e = s.begin(b);
+      if (e != step_entry::busy) {
+        std::move(f)();
+        return;
+      }
+    }
+    if (round < 64)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+template <class Traits, class Executor, class F>
+void in_context<Traits, Executor, F>::destroy_unrun() noexcept {
+  task_block* b = ex.task().get();
+  if (b->finished.load(std::memory_order_acquire)) return;  // nothing of the task is left to run in it
+  step_scope s;
+  if (s.begin(b) != step_entry::entered) return;  // busy (or finished): f dies where the thread is
+  F doomed(std::move(f));  // destroyed here, in the context; the moved-from f dies after
 }
 
 // An executor that runs everything submitted to it inside one context.
