@@ -580,7 +580,6 @@ struct minimal_executor {
   }
   minimal_executor require(net::execution::blocking_t::never_t) const noexcept { return *this; }
   friend bool operator==(const minimal_executor& a, const minimal_executor& b) noexcept { return a.pool == b.pool; }
-  friend bool operator!=(const minimal_executor& a, const minimal_executor& b) noexcept { return a.pool != b.pool; }
 };
 
 // An allocator that counts (the executors' allocator property).
@@ -784,6 +783,58 @@ TEST_F(Follow, ATaskSpawnedFromAHandlerInsideAnotherTasksContext) {
   }, 1);
   EXPECT_EQ(child_saw.load(), 0);
   EXPECT_EQ(child_after.load(), 900);
+}
+
+}  // namespace
+
+namespace {
+
+// Threads join and leave io_context::run (short-lived threads, run_for)
+// while many tasks share one strand and hop to a pool: every resumption in
+// its task's context, the strand's exclusivity kept, nothing left behind.
+TEST(AsioFollowAttack, ThreadsComingAndGoingWhileManyTasksShareOneStrand) {
+  net::io_context io;
+  net::thread_pool pool(2);
+  auto strand = net::make_strand(io);
+  constexpr int tasks = 40, rounds = 15;
+  std::atomic<int> wrong{0}, overlap{0}, inside{0}, done{0};
+  for (int id = 0; id < tasks; ++id) {
+    cx::co_spawn(strand, [&, id]() -> awaitable<void> {
+      (void)rid.set(id);
+      for (int r = 0; r < rounds; ++r) {
+        if (inside.fetch_add(1) != 0) ++overlap;
+        if (rid.get() != id) ++wrong;
+        (void)rid.set(id);
+        inside.fetch_sub(1);
+        if (r % 3 == 0) {
+          co_await net::post(net::bind_executor(pool, use_awaitable));  // off the strand...
+          if (rid.get() != id) ++wrong;
+        }
+        co_await net::post(co_await net::this_coro::executor, use_awaitable);  // ...and back on it
+        if (rid.get() != id) ++wrong;
+      }
+      ++done;
+    }, net::detached);
+  }
+  auto work = net::make_work_guard(io);
+  std::vector<std::thread> gone;
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (done.load() < tasks && std::chrono::steady_clock::now() < until) {
+    for (int k = 0; k < 3; ++k)
+      gone.emplace_back([&io, k] {
+        io.run_for(std::chrono::milliseconds(1 + k));
+        if (rid.get() != -1) std::abort();  // a short-lived thread kept a task's value
+      });
+    for (auto& t : gone) t.join();
+    gone.clear();
+  }
+  work.reset();
+  io.run();
+  pool.join();
+  EXPECT_EQ(done.load(), tasks);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(overlap.load(), 0) << "two steps of the strand ran at once";
+  EXPECT_EQ(rid.get(), -1);
 }
 
 }  // namespace

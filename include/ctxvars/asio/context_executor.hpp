@@ -192,7 +192,63 @@ void in_context<Traits, Executor, F>::destroy_unrun() noexcept {
   step_scope s;
   if (s.begin(b) != step_entry::entered) return;  // busy (or finished): f dies where the thread is
   F doomed(std::move(f));  // destroyed here, in the context; the moved-from f dies after
+  (void)doomed;
 }
+
+// What the executors of this adapter that wrap another executor for a task
+// share (CRTP: Wrapper is basic_context_executor<Traits, Executor> or
+// follow_executor<Traits, Executor>): the wrapped executor, the task, and
+// the forwarding of every property query, require and prefer to the wrapped
+// executor (require and prefer re-wrap the result in Wrapper's template, for
+// the same task), so that a Wrapper fits any_io_executor. Each Wrapper
+// defines execute and ==. Costs nothing beyond the members.
+template <class Wrapper, class Traits, class Executor>
+class wrapping_executor;
+
+// Wrapper's template, around another executor.
+template <class Wrapper, class Inner>
+struct rewrap;
+template <template <class, class> class W, class Traits, class Executor, class Inner>
+struct rewrap<W<Traits, Executor>, Inner> {
+  using type = W<Traits, Inner>;
+};
+
+template <class Wrapper, class Traits, class Executor>
+class wrapping_executor {
+ public:
+  using inner_executor_type = Executor;
+
+  const Executor& get_inner_executor() const noexcept { return ex_; }
+  // The task (null for a moved-from executor, or for a follow_executor awaited
+  // outside any task).
+  const task_ref& task() const noexcept { return task_; }
+
+  template <class P>
+    requires Traits::template can_query<const Executor&, P>
+  decltype(auto) query(const P& p) const
+      noexcept(Traits::template is_nothrow_query<const Executor&, P>) {
+    return Traits::query(ex_, p);
+  }
+  template <class P>
+    requires Traits::template can_require<const Executor&, P>
+  auto require(const P& p) const {
+    using inner = std::decay_t<decltype(Traits::require(ex_, p))>;
+    return typename rewrap<Wrapper, inner>::type(Traits::require(ex_, p), task_);
+  }
+  template <class P>
+    requires Traits::template can_prefer<const Executor&, P>
+  auto prefer(const P& p) const {
+    using inner = std::decay_t<decltype(Traits::prefer(ex_, p))>;
+    return typename rewrap<Wrapper, inner>::type(Traits::prefer(ex_, p), task_);
+  }
+
+ protected:
+  wrapping_executor(Executor ex, task_ref t) noexcept(std::is_nothrow_move_constructible_v<Executor>)
+      : ex_(std::move(ex)), task_(std::move(t)) {}
+
+  Executor ex_;
+  task_ref task_;
+};
 
 // An executor that runs everything submitted to it inside one context.
 // Every property query, require and prefer is forwarded to the wrapped
@@ -207,46 +263,24 @@ void in_context<Traits, Executor, F>::destroy_unrun() noexcept {
 // another moved-from one with an equal inner executor); get_context() and
 // execute() on it throw std::logic_error.
 template <class Traits, class Executor>
-class basic_context_executor {
- public:
-  using inner_executor_type = Executor;
+class basic_context_executor
+    : public wrapping_executor<basic_context_executor<Traits, Executor>, Traits, Executor> {
+  using base = wrapping_executor<basic_context_executor<Traits, Executor>, Traits, Executor>;
 
+ public:
   // Runs what is submitted inside c (a new task block: the executor never
   // stops entering c). Allocates.
-  basic_context_executor(Executor ex, const context& c)
-      : ex_(std::move(ex)), task_(make_task(c)) {}
-  basic_context_executor(Executor ex, task_ref t) noexcept(
-      std::is_nothrow_move_constructible_v<Executor>)
-      : ex_(std::move(ex)), task_(std::move(t)) {}
+  basic_context_executor(Executor ex, const context& c) : base(std::move(ex), make_task(c)) {}
+  basic_context_executor(Executor ex, task_ref t) noexcept(std::is_nothrow_move_constructible_v<Executor>)
+      : base(std::move(ex), std::move(t)) {}
 
-  const Executor& get_inner_executor() const noexcept { return ex_; }
   // The context every function submitted here runs in.
   ctxvars::context get_context() const { return context_access::make(live_task()->ctx); }
-  const task_ref& task() const noexcept { return task_; }
 
   template <class F>
   void execute(F&& f) const {
     (void)live_task();
-    Traits::execute(ex_, in_context<Traits, Executor, std::decay_t<F>>{*this, std::forward<F>(f)});
-  }
-
-  template <class P>
-    requires Traits::template can_query<const Executor&, P>
-  decltype(auto) query(const P& p) const
-      noexcept(Traits::template is_nothrow_query<const Executor&, P>) {
-    return Traits::query(ex_, p);
-  }
-  template <class P>
-    requires Traits::template can_require<const Executor&, P>
-  auto require(const P& p) const {
-    using inner = std::decay_t<decltype(Traits::require(ex_, p))>;
-    return basic_context_executor<Traits, inner>(Traits::require(ex_, p), task_);
-  }
-  template <class P>
-    requires Traits::template can_prefer<const Executor&, P>
-  auto prefer(const P& p) const {
-    using inner = std::decay_t<decltype(Traits::prefer(ex_, p))>;
-    return basic_context_executor<Traits, inner>(Traits::prefer(ex_, p), task_);
+    Traits::execute(this->ex_, in_context<Traits, Executor, std::decay_t<F>>{*this, std::forward<F>(f)});
   }
 
   friend bool operator==(const basic_context_executor& a, const basic_context_executor& b) noexcept {
@@ -260,11 +294,9 @@ class basic_context_executor {
  private:
   // The task, or std::logic_error for a moved-from executor.
   task_block* live_task() const {
-    if (CTXVARS_UNLIKELY(!task_.get())) throw_moved_from_context_executor();
-    return task_.get();
+    if (CTXVARS_UNLIKELY(!this->task_.get())) throw_moved_from_context_executor();
+    return this->task_.get();
   }
-  Executor ex_;
-  task_ref task_;
 };
 
 template <class T>
