@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #if defined(CTXVARS_TEST_BOOST_ASIO)
@@ -835,6 +836,63 @@ TEST(AsioFollowAttack, ThreadsComingAndGoingWhileManyTasksShareOneStrand) {
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(overlap.load(), 0) << "two steps of the strand ran at once";
   EXPECT_EQ(rid.get(), -1);
+}
+
+}  // namespace
+
+namespace {
+
+// A task cancelled from outside through the slot bound to co_spawn's token
+// (terminal and partial), while suspended on a timer (its own executor, or
+// bound to a pool). The same with plain asio::co_spawn, for reference.
+template <class Spawn>
+void cancel_a_task(Spawn spawn, bool ours, bool bound, net::cancellation_type type, const char* what) {
+  net::thread_pool pool(1);
+  int after = -2;
+  bool aborted = false, finished = false;
+  // A coroutine lets only terminal cancellation through by default: a
+  // partial one leaves the timer waiting, and the io_context is destroyed
+  // with the task suspended (before the pool joins: the bound wait keeps
+  // the pool's work count).
+  const bool terminal = type == net::cancellation_type::terminal;
+  {
+    net::io_context io;
+    net::cancellation_signal sig;
+    spawn(io, [&]() -> awaitable<void> {
+      (void)rid.set(44);
+      net::steady_timer t(co_await net::this_coro::executor, 1h);
+      net_error_code ec;
+      if (bound)
+        std::tie(ec) = co_await t.async_wait(as_tuple(net::bind_executor(pool, use_awaitable)));
+      else
+        std::tie(ec) = co_await t.async_wait(as_tuple(use_awaitable));
+      aborted = ec == net::error::operation_aborted;
+      after = rid.get();
+    }, net::bind_cancellation_slot(sig.slot(), [&](std::exception_ptr) { finished = true; }));
+    net::steady_timer later(io, 5ms);
+    later.async_wait([&](net_error_code) { sig.emit(type); });
+    io.run_for(terminal ? 2s : 50ms);
+  }
+  pool.join();
+  EXPECT_EQ(finished, terminal) << what;
+  EXPECT_EQ(aborted, terminal) << what;
+  if (ours) {
+    EXPECT_EQ(after, terminal ? 44 : -2) << what;
+    EXPECT_EQ(rid.get(), -1) << what;
+  }
+}
+
+TEST(AsioFollowAttack, ATaskCancelledThroughItsCompletionTokensSlot) {
+  auto plain = [](auto& io, auto f, auto token) { net::co_spawn(io, f, std::move(token)); };
+  auto ours = [](auto& io, auto f, auto token) { cx::co_spawn(io, f, std::move(token)); };
+  for (auto type : {net::cancellation_type::terminal, net::cancellation_type::partial}) {
+    ctxvars::context().run([&] {  // plain co_spawn's writes land in this thread's context: a throwaway one
+      cancel_a_task(plain, false, false, type, "plain co_spawn, own executor");
+      cancel_a_task(plain, false, true, type, "plain co_spawn, bound to the pool");
+    });
+    cancel_a_task(ours, true, false, type, "ctxvars co_spawn, own executor");
+    cancel_a_task(ours, true, true, type, "ctxvars co_spawn, bound to the pool");
+  }
 }
 
 }  // namespace
