@@ -14,7 +14,9 @@
 // How. Each Asio face (<ctxvars/asio.hpp>, <ctxvars/boost_asio.hpp>) declares
 // a constrained partial specialisation of Asio's async_result for
 // executor_binder<T, Ex> whose T resumes a coroutine (use_awaitable_t, or one
-// of the token adapters around it). Its initiation binds the handler to
+// of the token adapters around it), or is deferred (initiated later, where it
+// is consumed: followed when that is inside a task's step, whatever the
+// consumer). Its initiation binds the handler to
 // follow_executor<Ex> instead of Ex: the same executor, plus the task that is
 // awaiting (the task of the step the initiation runs in). Every function the
 // operation submits through it runs inside that task's context exactly as a
