@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #if defined(CTXVARS_TEST_BOOST_ASIO)
@@ -430,6 +432,467 @@ TEST(AsioFlow, CoSpawnWithAThrowingOnForkThrowsAndNothingRuns) {
   });
   io.run();
   EXPECT_EQ(seen, std::pair(-1, -1));
+}
+
+}  // namespace
+
+// ---- attacks on the merged adapter (review after issue 17) -------------------
+
+namespace {
+
+// A deferred operation bound to another executor, awaited later: initiated
+// inside the task's step, so its resumption must follow the task too.
+TEST_F(Follow, ADeferredOperationBoundToAnotherExecutorFollowsWhenAwaited) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+#if defined(CTXVARS_TEST_BOOST_ASIO)
+    co_await net::post(net::bind_executor(pool, net::deferred));  // awaited directly (Boost >= 1.80)
+    p.check(id, "co_await post(bind_executor(pool, deferred))");
+    auto op = net::post(net::bind_executor(pool, net::experimental::deferred));
+    co_await std::move(op)(use_awaitable);
+    p.check(id, "post(bind_executor(pool, experimental::deferred))(use_awaitable)");
+#else
+    auto op = net::post(net::bind_executor(pool, net::experimental::deferred));
+    co_await std::move(op)(use_awaitable);
+    p.check(id, "post(bind_executor(pool, deferred))(use_awaitable)");
+#endif
+    net::steady_timer t(co_await net::this_coro::executor, 1ms);
+    auto wait = t.async_wait(net::bind_executor(other, net::experimental::deferred));
+    co_await std::move(wait)(use_awaitable);
+    p.check(id, "timer wait(bind_executor(other, deferred))(use_awaitable)");
+  });
+}
+
+// A task's value whose destructor writes a context variable; the io_context
+// is destroyed while the task is suspended.
+struct writes_on_destruction {
+  int* destroyed;
+  ~writes_on_destruction() {
+    ++*destroyed;
+    (void)rid.set(4242);
+  }
+};
+
+TEST(AsioFollowAttack, ATaskDestroyedWithItsIoContextLeaksNothingIntoTheDestroyingThread) {
+  int destroyed = 0;
+  {
+    net::thread_pool pool(1);
+    {
+      net::io_context io;
+      for (int i = 0; i < 3; ++i) {
+        cx::co_spawn(io, [&destroyed, &pool, i]() -> awaitable<void> {
+          (void)rid.set(i);
+          writes_on_destruction w{&destroyed};
+          auto big = std::make_unique<std::vector<int>>(1000, i);
+          net::steady_timer t(co_await net::this_coro::executor, 1h);
+          if (i == 1) co_await net::post(net::bind_executor(pool, use_awaitable));
+          co_await t.async_wait(use_awaitable);
+        }, net::detached);
+      }
+      io.run_for(20ms);
+    }
+    pool.join();
+  }
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_EQ(rid.get(), -1) << "a frame destroyed with its io_context wrote into the destroying thread's context";
+}
+
+// An io_context stopped with tasks pending, then restarted: they go on in their contexts.
+TEST(AsioFollowAttack, AStoppedIoContextRestartedResumesTasksInTheirContexts) {
+  net::io_context io;
+  net::thread_pool pool(2);
+  std::atomic<int> wrong{0}, done{0};
+  for (int i = 0; i < 8; ++i) {
+    cx::co_spawn(io, [&, i]() -> awaitable<void> {
+      (void)rid.set(i);
+      for (int k = 0; k < 20; ++k) {
+        co_await net::post(net::bind_executor(pool, use_awaitable));
+        if (rid.get() != i) ++wrong;
+        co_await net::post(io.get_executor(), use_awaitable);
+        if (rid.get() != i) ++wrong;
+      }
+      ++done;
+    }, net::detached);
+  }
+  auto guard = net::make_work_guard(io);
+  std::thread stopper([&] {
+    for (int k = 0; k < 5; ++k) {
+      std::this_thread::sleep_for(1ms);
+      io.stop();
+    }
+  });
+  for (int round = 0; round < 200 && done.load() < 8; ++round) {
+    io.restart();
+    io.run_for(2ms);
+    EXPECT_EQ(rid.get(), -1);
+  }
+  stopper.join();
+  guard.reset();
+  io.restart();
+  io.run();
+  EXPECT_EQ(done.load(), 8);
+  EXPECT_EQ(wrong.load(), 0);
+  pool.join();
+}
+
+// A blocking.always executor must have run the function when execute returns.
+TEST(AsioFollowAttack, BlockingAlwaysRunsTheFunctionBeforeExecuteReturnsEvenIfTheContextIsBusy) {
+  net::thread_pool pool(1);
+  ctxvars::context c;
+  std::atomic<bool> inside{false}, release{false};
+  std::thread holder([&] {
+    c.run([&] {
+      inside = true;
+      while (!release.load()) std::this_thread::yield();
+    });
+  });
+  while (!inside.load()) std::this_thread::yield();
+  cx::context_executor<net::thread_pool::executor_type> cex(pool.get_executor(), c);
+  auto bex = net::require(cex, net::execution::blocking.always);
+  std::atomic<int> ran{0};
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(100ms);
+    release = true;
+  });
+  net::execution::execute(bex, [&] { ++ran; });
+  EXPECT_EQ(ran.load(), 1) << "execute(blocking.always) returned before its function ran";
+  releaser.join();
+  holder.join();
+  pool.join();
+}
+
+}  // namespace
+
+// ---- attacks, second batch -------------------------------------------------
+
+namespace {
+
+// A minimal executor of the standard concept (execute, ==, the context query,
+// blocking.never accepted), running functions on a thread_pool.
+struct minimal_executor {
+  net::thread_pool* pool;
+  template <class F>
+  void execute(F f) const {
+    net::execution::execute(pool->get_executor(), std::move(f));  // not post: it would use f's associated executor
+  }
+  net::execution_context& query(net::execution::context_t) const noexcept { return *pool; }
+  static constexpr net::execution::blocking_t query(net::execution::blocking_t) noexcept {
+    return net::execution::blocking.never;
+  }
+  minimal_executor require(net::execution::blocking_t::never_t) const noexcept { return *this; }
+  friend bool operator==(const minimal_executor& a, const minimal_executor& b) noexcept { return a.pool == b.pool; }
+};
+
+// An allocator that counts (the executors' allocator property).
+template <class T>
+struct counting_allocator {
+  using value_type = T;
+  std::atomic<int>* n;
+  explicit counting_allocator(std::atomic<int>* c) noexcept : n(c) {}
+  template <class U>
+  counting_allocator(const counting_allocator<U>& o) noexcept : n(o.n) {}
+  T* allocate(std::size_t k) {
+    ++*n;
+    return std::allocator<T>().allocate(k);
+  }
+  void deallocate(T* p, std::size_t k) { std::allocator<T>().deallocate(p, k); }
+  template <class U>
+  bool operator==(const counting_allocator<U>& o) const noexcept { return n == o.n; }
+  template <class U>
+  bool operator!=(const counting_allocator<U>& o) const noexcept { return n != o.n; }
+};
+
+TEST_F(Follow, EveryKindOfBoundExecutor) {
+  minimal_executor mini{&pool};
+  std::atomic<int> allocs{0};
+  auto with_alloc = net::require(pool.get_executor(), net::execution::allocator(counting_allocator<void>(&allocs)));
+  run_tasks([&, this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    co_await net::post(net::bind_executor(mini, use_awaitable));
+    p.check(id, "a minimal user executor");
+    co_await net::post(net::bind_executor(with_alloc, use_awaitable));
+    p.check(id, "a pool executor with a custom allocator");
+    co_await net::post(net::bind_executor(net::system_executor(), use_awaitable));
+    p.check(id, "system_executor");
+    co_await net::post(net::bind_executor(net::any_io_executor(net::make_strand(pool)), use_awaitable));
+    p.check(id, "any_io_executor holding a strand of the pool");
+    co_await net::post(net::bind_executor(net::make_strand(net::any_io_executor(other.get_executor())), use_awaitable));
+    p.check(id, "a strand of any_io_executor of another io_context");
+    co_await net::post(net::bind_allocator(std::allocator<void>(), net::bind_executor(pool, use_awaitable)));
+    p.check(id, "bind_allocator around bind_executor");
+  });
+}
+
+TEST(AsioFollowAttack, TasksOnEveryKindOfExecutorKeepTheirContexts) {
+  net::thread_pool pool(2);
+  net::io_context io;
+  minimal_executor mini{&pool};
+  std::atomic<int> wrong{0}, done{0};
+  auto body = [&](int id) {
+    return [&, id]() -> awaitable<void> {
+      (void)rid.set(id);
+      for (int i = 0; i < 5; ++i) {
+        co_await net::post(co_await net::this_coro::executor, use_awaitable);
+        if (rid.get() != id) ++wrong;
+        co_await net::post(net::bind_executor(io, use_awaitable));
+        if (rid.get() != id) ++wrong;
+      }
+      ++done;
+    };
+  };
+  auto work = net::make_work_guard(io);
+  std::thread io_thread([&] { io.run(); });
+  cx::co_spawn(mini, body(1), net::detached);
+  cx::co_spawn(net::system_executor(), body(2), net::detached);
+  cx::co_spawn(net::make_strand(net::system_executor()), body(3), net::detached);
+  cx::co_spawn(net::any_io_executor(net::make_strand(pool)), body(4), net::detached);
+  auto f = cx::co_spawn(pool, body(5), net::use_future);
+  f.get();
+  while (done.load() < 5) std::this_thread::sleep_for(1ms);
+  work.reset();
+  io_thread.join();
+  pool.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(rid.get(), -1);
+}
+
+// Exceptions thrown by the task body at each stage: before any suspension,
+// after a hop to a pool, after a resumption on the task's own executor.
+TEST(AsioFollowAttack, ExceptionsFromTheBodyAtEachStageReachTheHandlerOutsideTheContext) {
+  net::io_context io;
+  net::thread_pool pool(1);
+  std::vector<std::string> seen;
+  std::vector<int> rid_in_handler;
+  for (int stage = 0; stage < 3; ++stage) {
+    cx::co_spawn(io, [&pool, stage]() -> awaitable<int> {
+      (void)rid.set(50 + stage);
+      if (stage == 0) throw std::runtime_error("stage 0");
+      co_await net::post(net::bind_executor(pool, use_awaitable));
+      if (stage == 1) throw std::runtime_error("stage 1");
+      co_await net::post(co_await net::this_coro::executor, use_awaitable);
+      throw std::runtime_error("stage 2");
+    }, [&](std::exception_ptr e, int) {
+      rid_in_handler.push_back(rid.get());
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::runtime_error& x) {
+        seen.push_back(x.what());
+      }
+    });
+  }
+  io.run();
+  pool.join();
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<std::string>{"stage 0", "stage 1", "stage 2"}));
+  EXPECT_EQ(rid_in_handler, (std::vector<int>{-1, -1, -1}));
+  EXPECT_EQ(rid.get(), -1);
+}
+
+// A handler bound to the task's own executor throws out of io.run(); the loop
+// is run again: the thread is back in its own context, and the task goes on in its.
+TEST(AsioFollowAttack, AHandlerThrowingOutOfRunLeavesTheThreadInItsOwnContext) {
+  net::io_context io;
+  int after = -2;
+  cx::co_spawn(io, [&]() -> awaitable<void> {
+    (void)rid.set(70);
+    auto ex = co_await net::this_coro::executor;
+    net::post(ex, [] {
+      (void)rid.set(71);
+      throw std::runtime_error("handler");
+    });
+    co_await net::post(ex, use_awaitable);
+    after = rid.get();
+  }, net::detached);
+  int threw = 0;
+  for (;;) {
+    try {
+      io.run();
+      break;
+    } catch (const std::runtime_error&) {
+      ++threw;
+      EXPECT_EQ(rid.get(), -1) << "the thread kept the task's context after an exception";
+    }
+  }
+  EXPECT_EQ(threw, 1);
+  EXPECT_EQ(after, 71);
+  EXPECT_EQ(rid.get(), -1);
+}
+
+// Values whose copy throws, and over-aligned values, set inside handlers
+// running in the task's context.
+struct alignas(64) wide {
+  int v = 0;
+};
+struct throwing_copy {
+  int v = 0;
+  throwing_copy() = default;
+  explicit throwing_copy(int x) : v(x) {}
+  throwing_copy(const throwing_copy& o) : v(o.v) {
+    if (o.v < 0) throw std::runtime_error("copy");
+  }
+  throwing_copy& operator=(const throwing_copy&) = default;
+};
+ctxvars::context_var<wide> wide_var("wide", wide{});
+ctxvars::context_var<throwing_copy> throwing_var("throwing", throwing_copy{});
+
+TEST_F(Follow, ThrowingAndOverAlignedValuesSetInsideHandlers) {
+  run_tasks([this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    (void)wide_var.set(wide{id});
+    co_await net::post(net::bind_executor(pool, use_awaitable));
+    EXPECT_EQ(wide_var.get().v, id);
+    (void)throwing_var.set(throwing_copy(id));
+    bool threw = false;
+    try {
+      (void)throwing_var.set(throwing_copy(-1));
+      throwing_copy c = throwing_var.get();
+      (void)c;
+    } catch (const std::runtime_error&) {
+      threw = true;
+    }
+    EXPECT_TRUE(threw);
+    co_await net::post(net::bind_executor(other, use_awaitable));
+    p.check(id, "after throwing values on the pool");
+    (void)wide_var.set(wide{id + 1});
+    co_await net::post(co_await net::this_coro::executor, use_awaitable);
+    EXPECT_EQ(wide_var.get().v, id + 1);
+    p.check(id, "back home");
+  });
+  EXPECT_EQ(wide_var.get().v, 0);
+}
+
+// A task spawned from a plain handler that runs inside another task's context.
+TEST_F(Follow, ATaskSpawnedFromAHandlerInsideAnotherTasksContext) {
+  std::atomic<int> child_saw{-2}, child_after{-2};
+  run_tasks([&, this](int id) -> awaitable<void> {
+    (void)rid.set(id);
+    auto ex = co_await net::this_coro::executor;
+    net::steady_timer t(ex, 1ms);
+    t.async_wait(net::bind_executor(ex, [&, this, id](net_error_code) {
+      if (rid.get() != id) ++p.wrong;
+      cx::co_spawn(pool, [&, id]() -> awaitable<void> {
+        child_saw = rid.get();
+        (void)rid.set(900 + id);
+        co_await net::post(net::bind_executor(other, use_awaitable));
+        child_after = rid.get();
+      }, net::detached);
+      (void)rid.set(id);  // unchanged by the child
+    }));
+    net::steady_timer t2(ex, 20ms);
+    co_await t2.async_wait(use_awaitable);
+    p.check(id, "after spawning from a handler");
+  }, 1);
+  EXPECT_EQ(child_saw.load(), 0);
+  EXPECT_EQ(child_after.load(), 900);
+}
+
+}  // namespace
+
+namespace {
+
+// Threads join and leave io_context::run (short-lived threads, run_for)
+// while many tasks share one strand and hop to a pool: every resumption in
+// its task's context, the strand's exclusivity kept, nothing left behind.
+TEST(AsioFollowAttack, ThreadsComingAndGoingWhileManyTasksShareOneStrand) {
+  net::io_context io;
+  net::thread_pool pool(2);
+  auto strand = net::make_strand(io);
+  constexpr int tasks = 40, rounds = 15;
+  std::atomic<int> wrong{0}, overlap{0}, inside{0}, done{0};
+  for (int id = 0; id < tasks; ++id) {
+    cx::co_spawn(strand, [&, id]() -> awaitable<void> {
+      (void)rid.set(id);
+      for (int r = 0; r < rounds; ++r) {
+        if (inside.fetch_add(1) != 0) ++overlap;
+        if (rid.get() != id) ++wrong;
+        (void)rid.set(id);
+        inside.fetch_sub(1);
+        if (r % 3 == 0) {
+          co_await net::post(net::bind_executor(pool, use_awaitable));  // off the strand...
+          if (rid.get() != id) ++wrong;
+        }
+        co_await net::post(co_await net::this_coro::executor, use_awaitable);  // ...and back on it
+        if (rid.get() != id) ++wrong;
+      }
+      ++done;
+    }, net::detached);
+  }
+  auto work = net::make_work_guard(io);
+  std::vector<std::thread> gone;
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (done.load() < tasks && std::chrono::steady_clock::now() < until) {
+    for (int k = 0; k < 3; ++k)
+      gone.emplace_back([&io, k] {
+        io.run_for(std::chrono::milliseconds(1 + k));
+        if (rid.get() != -1) std::abort();  // a short-lived thread kept a task's value
+      });
+    for (auto& t : gone) t.join();
+    gone.clear();
+  }
+  work.reset();
+  io.run();
+  pool.join();
+  EXPECT_EQ(done.load(), tasks);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(overlap.load(), 0) << "two steps of the strand ran at once";
+  EXPECT_EQ(rid.get(), -1);
+}
+
+}  // namespace
+
+namespace {
+
+// A task cancelled from outside through the slot bound to co_spawn's token
+// (terminal and partial), while suspended on a timer (its own executor, or
+// bound to a pool). The same with plain asio::co_spawn, for reference.
+template <class Spawn>
+void cancel_a_task(Spawn spawn, bool ours, bool bound, net::cancellation_type type, const char* what) {
+  net::thread_pool pool(1);
+  int after = -2;
+  bool aborted = false, finished = false;
+  // A coroutine lets only terminal cancellation through by default: a
+  // partial one leaves the timer waiting, and the io_context is destroyed
+  // with the task suspended (before the pool joins: the bound wait keeps
+  // the pool's work count).
+  const bool terminal = type == net::cancellation_type::terminal;
+  {
+    net::io_context io;
+    net::cancellation_signal sig;
+    spawn(io, [&]() -> awaitable<void> {
+      (void)rid.set(44);
+      net::steady_timer t(co_await net::this_coro::executor, 1h);
+      net_error_code ec;
+      if (bound)
+        std::tie(ec) = co_await t.async_wait(as_tuple(net::bind_executor(pool, use_awaitable)));
+      else
+        std::tie(ec) = co_await t.async_wait(as_tuple(use_awaitable));
+      aborted = ec == net::error::operation_aborted;
+      after = rid.get();
+    }, net::bind_cancellation_slot(sig.slot(), [&](std::exception_ptr) { finished = true; }));
+    net::steady_timer later(io, 5ms);
+    later.async_wait([&](net_error_code) { sig.emit(type); });
+    io.run_for(terminal ? 2s : 50ms);
+  }
+  pool.join();
+  EXPECT_EQ(finished, terminal) << what;
+  EXPECT_EQ(aborted, terminal) << what;
+  if (ours) {
+    EXPECT_EQ(after, terminal ? 44 : -2) << what;
+    EXPECT_EQ(rid.get(), -1) << what;
+  }
+}
+
+TEST(AsioFollowAttack, ATaskCancelledThroughItsCompletionTokensSlot) {
+  auto plain = [](auto& io, auto f, auto token) { net::co_spawn(io, f, std::move(token)); };
+  auto ours = [](auto& io, auto f, auto token) { cx::co_spawn(io, f, std::move(token)); };
+  for (auto type : {net::cancellation_type::terminal, net::cancellation_type::partial}) {
+    ctxvars::context().run([&] {  // plain co_spawn's writes land in this thread's context: a throwaway one
+      cancel_a_task(plain, false, false, type, "plain co_spawn, own executor");
+      cancel_a_task(plain, false, true, type, "plain co_spawn, bound to the pool");
+    });
+    cancel_a_task(ours, true, false, type, "ctxvars co_spawn, own executor");
+    cancel_a_task(ours, true, true, type, "ctxvars co_spawn, bound to the pool");
+  }
 }
 
 }  // namespace

@@ -131,6 +131,8 @@ struct traits {
     return ::asio::experimental::make_parallel_group(std::forward<Ops>(ops)...);
   }
   static constexpr auto blocking_never = ::asio::execution::blocking.never;
+  static constexpr auto blocking = ::asio::execution::blocking;
+  static constexpr auto blocking_always = ::asio::execution::blocking.always;
   static constexpr auto this_coro_executor = ::asio::this_coro::executor;
   static constexpr auto deferred = ::asio::experimental::deferred;
   static auto use_awaitable() { return ::asio::use_awaitable_t<>(); }
@@ -175,6 +177,11 @@ template <class T>
 struct resumes_coroutine : std::false_type {};
 template <class E>
 struct resumes_coroutine<::asio::use_awaitable_t<E>> : std::true_type {};
+// A deferred operation is initiated later, where it is consumed: co_awaited
+// (or passed use_awaitable) inside a task, its resumption follows the task;
+// consumed outside any task, the executor is the bare one.
+template <>
+struct resumes_coroutine<::asio::experimental::deferred_t> : std::true_type {};
 template <class T>
 struct resumes_coroutine<::asio::redirect_error_t<T>> : resumes_coroutine<T> {};
 template <class T>

@@ -115,6 +115,8 @@ struct traits {
     return ::boost::asio::experimental::make_parallel_group(std::forward<Ops>(ops)...);
   }
   static constexpr auto blocking_never = ::boost::asio::execution::blocking.never;
+  static constexpr auto blocking = ::boost::asio::execution::blocking;
+  static constexpr auto blocking_always = ::boost::asio::execution::blocking.always;
   static constexpr auto this_coro_executor = ::boost::asio::this_coro::executor;
   static constexpr auto deferred = ::boost::asio::deferred;
   static auto use_awaitable() { return ::boost::asio::use_awaitable_t<>(); }
@@ -159,6 +161,11 @@ template <class T>
 struct resumes_coroutine : std::false_type {};
 template <class E>
 struct resumes_coroutine<::boost::asio::use_awaitable_t<E>> : std::true_type {};
+// A deferred operation is initiated later, where it is consumed: co_awaited
+// (or passed use_awaitable) inside a task, its resumption follows the task;
+// consumed outside any task, the executor is the bare one.
+template <>
+struct resumes_coroutine<::boost::asio::deferred_t> : std::true_type {};
 template <class T>
 struct resumes_coroutine<::boost::asio::redirect_error_t<T>> : resumes_coroutine<T> {};
 template <class T>

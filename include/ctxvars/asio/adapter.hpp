@@ -11,7 +11,8 @@
 //   execution_context, default_completion_token_t<E>, is_awaitable<A>;
 //   is_executor<E>, can_query<E, P>, can_require<E, P>, can_prefer<E, P>,
 //   is_nothrow_query<E, P>; execute, query, require, prefer, co_spawn,
-//   make_parallel_group (static functions); blocking_never, this_coro_executor,
+//   make_parallel_group (static functions); blocking_never, blocking,
+//   blocking_always, this_coro_executor,
 //   deferred, use_awaitable, wait_for_all (static constexpr values or functions).
 //
 // How a task keeps its context. Asio has no suspend/resume hook, but every

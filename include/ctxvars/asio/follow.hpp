@@ -14,7 +14,9 @@
 // How. Each Asio face (<ctxvars/asio.hpp>, <ctxvars/boost_asio.hpp>) declares
 // a constrained partial specialisation of Asio's async_result for
 // executor_binder<T, Ex> whose T resumes a coroutine (use_awaitable_t, or one
-// of the token adapters around it). Its initiation binds the handler to
+// of the token adapters around it), or is deferred (initiated later, where it
+// is consumed: followed when that is inside a task's step, whatever the
+// consumer). Its initiation binds the handler to
 // follow_executor<Ex> instead of Ex: the same executor, plus the task that is
 // awaiting (the task of the step the initiation runs in). Every function the
 // operation submits through it runs inside that task's context exactly as a
@@ -50,55 +52,32 @@ inline task_ref current_task() noexcept {
   return task_ref(b);
 }
 
-// The executor a bound token names, plus the awaiting task (or none).
+// The executor a bound token names, plus the awaiting task (or none). Its
+// members and property forwarding are context_executor's (wrapping_executor);
+// only execute and == differ.
 template <class Traits, class Executor>
-class follow_executor {
+class follow_executor : public wrapping_executor<follow_executor<Traits, Executor>, Traits, Executor> {
+  using base = wrapping_executor<follow_executor<Traits, Executor>, Traits, Executor>;
+
  public:
-  using inner_executor_type = Executor;
-
   follow_executor(Executor ex, task_ref t) noexcept(std::is_nothrow_move_constructible_v<Executor>)
-      : ex_(std::move(ex)), task_(std::move(t)) {}
-
-  const Executor& get_inner_executor() const noexcept { return ex_; }
-  // The awaiting task (null: a bare executor).
-  const task_ref& task() const noexcept { return task_; }
+      : base(std::move(ex), std::move(t)) {}
 
   template <class F>
   void execute(F&& f) const {
-    if (!task_.get()) {
-      Traits::execute(ex_, std::forward<F>(f));
+    if (!this->task_.get()) {
+      Traits::execute(this->ex_, std::forward<F>(f));
       return;
     }
-    Traits::execute(ex_, in_context<Traits, Executor, std::decay_t<F>>{
-                             basic_context_executor<Traits, Executor>(ex_, task_), std::forward<F>(f)});
-  }
-
-  template <class P>
-    requires Traits::template can_query<const Executor&, P>
-  decltype(auto) query(const P& p) const noexcept(Traits::template is_nothrow_query<const Executor&, P>) {
-    return Traits::query(ex_, p);
-  }
-  template <class P>
-    requires Traits::template can_require<const Executor&, P>
-  auto require(const P& p) const {
-    using inner = std::decay_t<decltype(Traits::require(ex_, p))>;
-    return follow_executor<Traits, inner>(Traits::require(ex_, p), task_);
-  }
-  template <class P>
-    requires Traits::template can_prefer<const Executor&, P>
-  auto prefer(const P& p) const {
-    using inner = std::decay_t<decltype(Traits::prefer(ex_, p))>;
-    return follow_executor<Traits, inner>(Traits::prefer(ex_, p), task_);
+    Traits::execute(this->ex_, in_context<Traits, Executor, std::decay_t<F>>{
+                                   basic_context_executor<Traits, Executor>(this->ex_, this->task_),
+                                   std::forward<F>(f)});
   }
 
   friend bool operator==(const follow_executor& a, const follow_executor& b) noexcept {
     return a.ex_ == b.ex_ && a.task_.get() == b.task_.get();
   }
   friend bool operator!=(const follow_executor& a, const follow_executor& b) noexcept { return !(a == b); }
-
- private:
-  Executor ex_;
-  task_ref task_;
 };
 
 // The body of the async_result specialisation the faces declare for
