@@ -74,6 +74,10 @@ namespace detail {
 class generator_layer final : public context_layer {
  public:
   generator_layer() noexcept = default;
+  // `shared`: the context may be read by other threads while the body writes
+  // it (an Asio generator's, which dump_tasks reads in debug builds): its
+  // writes take the context's short writer lock.
+  explicit generator_layer(bool shared) noexcept : shared_(shared) {}
   generator_layer(const generator_layer&) = delete;
   generator_layer& operator=(const generator_layer&) = delete;
   // Detaches from the context (which the generator releases after its frame
@@ -84,6 +88,13 @@ class generator_layer final : public context_layer {
 
   // The generator's context, or null before its first resume.
   context_impl* context() const noexcept { return ctx_; }
+  // Detaches from the context and hands the layer's reference to it over to
+  // the caller (an owner that releases the context while others may still
+  // hold it: an Asio generator's task). The layer is then unused.
+  context_impl* detach() noexcept {
+    if (ctx_) ctx_->set_layer(nullptr);
+    return std::exchange(ctx_, nullptr);
+  }
 
   // Makes the generator's context current on this thread. The first time, it
   // creates that context; whenever the thread's current context is another
@@ -98,7 +109,7 @@ class generator_layer final : public context_layer {
     const std::uint64_t cid = cons ? cons->id : 0;
     const std::uint64_t cmods = cons ? cons->modifications() : 0;
     if (!ctx_) {
-      ctx_ = new context_impl(false);  // reachable from no handle: no lock
+      ctx_ = new context_impl(shared_);  // reachable from no handle: no lock
       ctx_->set_layer(this);
     }
     if (!built_ || cid != consumer_id_ || cmods != consumer_mods_) {
@@ -119,7 +130,7 @@ class generator_layer final : public context_layer {
   // nothing changed.
   void build_over(context_map base, context_map& retired, context_map& retired_base) {
     if (!ctx_) {
-      ctx_ = new context_impl(false);
+      ctx_ = new context_impl(shared_);
       ctx_->set_layer(this);
     }
     if (!built_ || !base.identical(base_)) {
@@ -250,6 +261,7 @@ class generator_layer final : public context_layer {
   std::uint64_t consumer_id_ = 0;         // what the map was last built over
   std::uint64_t consumer_mods_ = 0;
   bool built_ = false;
+  bool shared_ = false;
   std::vector<std::uint64_t> own_;
   std::vector<inherited_box> inherited_;
 };
