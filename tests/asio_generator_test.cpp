@@ -696,6 +696,51 @@ TEST_F(AsioGenerator, ABodyReadingFromASocketOverLoopback) {
   EXPECT_EQ(wrong.load(), 0);
 }
 
+// ---- contexts inside the body -------------------------------------------------------
+
+struct child_record {
+  std::string child_user, pool_user;
+  int child_stage = -1, pool_stage = -1;
+};
+
+awaitable<int> child_task(child_record* r) {
+  r->child_user = user.get();
+  r->child_stage = stage.get();
+  (void)stage.set(50);  // the child's own fork
+  co_return 1;
+}
+
+awaitable<void> spawning_body(yield_to<int> out, child_record* r, net::thread_pool* pool) {
+  (void)stage.set(8);
+  auto ex = co_await net::this_coro::executor;
+  const int c = co_await cx::co_spawn(ex, child_task(r), use_awaitable);
+  co_await cx::to_thread(*pool, [r] {
+    r->pool_user = user.get();
+    r->pool_stage = stage.get();
+    (void)stage.set(60);
+  });
+  if (stage.get() != 8) throw std::logic_error("a child's set reached the body");
+  co_await out.yield(c);
+}
+
+TEST_F(AsioGenerator, TasksAndToThreadInsideTheBodyForkTheLayeredView) {
+  child_record r;
+  auto consumer = [](AsioGenerator* t, child_record* rec) -> awaitable<void> {
+    (void)user.set("parent");
+    gen<int> g(t->other, [=](yield_to<int> out) { return spawning_body(std::move(out), rec, &t->pool); });
+    {
+      auto got_ = co_await g.next();
+      EXPECT_EQ(got_, 1);
+    }
+    EXPECT_EQ(stage.get(), 0);
+  };
+  run_consumer(consumer(this, &r));
+  EXPECT_EQ(r.child_user, "parent");
+  EXPECT_EQ(r.child_stage, 8) << "a task spawned in the body starts in a fork of the layered view";
+  EXPECT_EQ(r.pool_user, "parent");
+  EXPECT_EQ(r.pool_stage, 8);
+}
+
 // ---- other consumers, misuse, values ------------------------------------------------
 
 TEST_F(AsioGenerator, ACallbackConsumerOutsideAnyTaskGetsTheValuesInItsOwnContext) {

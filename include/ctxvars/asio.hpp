@@ -7,6 +7,10 @@
 //   ctxvars::asio::context_executor<E>         runs everything in one context
 //   co_await ctxvars::asio::to_thread(pool, f) f() on pool in a copy of the task's
 //                                              context (asyncio.to_thread)
+//   ctxvars::asio::async_generator<T> g(ex, f) f(generator_yield<T>) is an Asio
+//                                              coroutine producing values (co_await
+//                                              out.yield(v)) in its own context layer
+//                                              over each pull's (co_await g.next())
 //
 // Every resumption of a task's coroutine runs in the task's context, also when
 // the completion is bound to another executor (bind_executor(pool,

@@ -9,6 +9,8 @@
 //   ctxvars::boost_asio::context_executor<E>         runs everything in one context
 //   co_await ctxvars::boost_asio::to_thread(pool, f) f() on pool in a copy of the
 //                                                    task's context
+//   ctxvars::boost_asio::async_generator<T> g(ex, f) a producer whose body is a
+//                                                    coroutine, in its own context layer
 //
 // Everything that decides behaviour, and the rules it follows, is in the one
 // implementation asio/adapter.hpp; this header only names Boost.Asio.

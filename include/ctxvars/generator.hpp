@@ -112,11 +112,12 @@ class generator_layer final : public context_layer {
       ctx_ = new context_impl(shared_);  // reachable from no handle: no lock
       ctx_->set_layer(this);
     }
-    if (!built_ || cid != consumer_id_ || cmods != consumer_mods_) {
+    if (!built_ || via_base_ || cid != consumer_id_ || cmods != consumer_mods_) {
       rebuild(cons, retired);
       consumer_id_ = cid;
       consumer_mods_ = cmods;
       built_ = true;
+      via_base_ = false;
     }
     consumer_map_ = cons ? &cons->map : nullptr;
     return switch_to(st, ctx_);
@@ -133,22 +134,49 @@ class generator_layer final : public context_layer {
       ctx_ = new context_impl(shared_);
       ctx_->set_layer(this);
     }
-    if (!built_ || !base.identical(base_)) {
+    if (!built_ || !via_base_ || !base.identical(base_)) {
       rebuild(&base, retired);
       built_ = true;
+      via_base_ = true;
     }
     retired_base = std::exchange(base_, std::move(base));
     consumer_map_ = &base_;
   }
-  // enter() for the last resume (destruction), which cannot throw: without
-  // memory for a rebuild, the cleanup sees the layer as of its last resume.
-  switch_record enter_for_cleanup(thread_state& st, context_map& retired) noexcept {
-    try {
-      return enter(st, retired);
-    } catch (...) {
-      consumer_map_ = st.current ? &st.current->map : nullptr;
-      return switch_to(st, ctx_);
+  // The last resume of a generator (its destruction; every kind whose frame
+  // is destroyed by its consumer: generator<T>, async_generator<T>), on the
+  // destroying thread: rebuilds `l` over that thread's current context
+  // (without memory for it, the cleanup sees the layer as of its last resume),
+  // makes its context current, calls destroy_frame() — the frame's
+  // destructors run in the layer, and `l` dies with the frame — and gives the
+  // thread back what it had. Then it drops the layer's own reference to the
+  // context (the values the body set die there, in the caller's context) and
+  // last what the rebuild replaced. A generator that never resumed (no
+  // context) only has its frame destroyed. destroy_frame must not throw.
+  // (The Asio generator unwinds through its executor instead, asynchronously:
+  // asio/async_generator.hpp; it shares build_over.)
+  template <class F>
+  static void last_resume(generator_layer& l, F&& destroy_frame) noexcept {
+    context_impl* const ctx = l.context();
+    if (!ctx) {
+      std::forward<F>(destroy_frame)();
+      return;
     }
+    thread_state& st = this_thread_state();
+    context_map retired, retired_base;  // released last
+    context_impl* const cur = st.current;
+    try {
+      l.build_over(cur ? cur->map : context_map(), retired, retired_base);
+    } catch (...) {
+      // No memory for a rebuild: the cleanup sees the layer of its last
+      // resume; a reset of its own token still shows the current value.
+      l.consumer_map_ = cur ? &cur->map : nullptr;
+    }
+    ctx->retain();  // ours until the frame (holding the layer) is gone
+    const switch_record r = switch_to(st, ctx);
+    std::forward<F>(destroy_frame)();
+    switch_back(st, ctx, r);
+    ctx->release();
+    ctx->release();  // the layer's own reference
   }
   // Undoes enter(): the consumer's context is current again.
   void leave(thread_state& st, const switch_record& r) noexcept {
@@ -261,6 +289,7 @@ class generator_layer final : public context_layer {
   std::uint64_t consumer_id_ = 0;         // what the map was last built over
   std::uint64_t consumer_mods_ = 0;
   bool built_ = false;
+  bool via_base_ = false;  // last built by build_over (else by enter)
   bool shared_ = false;
   std::vector<std::uint64_t> own_;
   std::vector<inherited_box> inherited_;
@@ -437,18 +466,8 @@ class [[nodiscard]] generator : public std::ranges::view_base {
 
   void destroy() noexcept {
     if (!h_) return;
-    detail::context_impl* const ctx = h_.promise().layer_.context();
-    if (!ctx) {  // never started: nothing ran in a layer
-      h_.destroy();
-      return;
-    }
-    detail::thread_state& st = detail::this_thread_state();
-    detail::context_map retired;
-    const detail::switch_record r = h_.promise().layer_.enter_for_cleanup(st, retired);
-    h_.destroy();  // the frame's destructors, in the layer; the layer detaches
-    h_ = {};
-    detail::switch_back(st, ctx, r);
-    ctx->release();  // the body's values die here, in the caller's context
+    const handle_type h = std::exchange(h_, {});
+    detail::generator_layer::last_resume(h.promise().layer_, [h] { h.destroy(); });
   }
 
   handle_type h_{};
