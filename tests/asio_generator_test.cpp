@@ -532,6 +532,31 @@ TEST_F(AsioGenerator, GeneratorsNestEachLevelOverTheOnePullingIt) {
   EXPECT_EQ(outer_seen.stages, (std::vector<int>{10, 10})) << "the inner body's set reached the outer";
 }
 
+awaitable<void> outer_of_endless(yield_to<int> out, net::any_io_executor inner_ex, cleanup_record* r) {
+  (void)user.set("outer");
+  gen<int> inner(inner_ex, [r](yield_to<int> o) { return endless(std::move(o), r); });
+  while (std::optional<int> v = co_await inner.next()) co_await out.yield(*v);
+}
+
+TEST_F(AsioGenerator, StoppingANestedGeneratorEarlyRunsTheInnerCleanupInItsLayerOverTheOuterLayer) {
+  cleanup_record r;
+  auto consumer = [](AsioGenerator* t, cleanup_record* rec) -> awaitable<void> {
+    (void)stage.set(1);
+    {
+      gen<int> outer(t->io, [=](yield_to<int> out) { return outer_of_endless(std::move(out), t->other.get_executor(), rec); });
+      {
+        auto got_ = co_await outer.next();
+        EXPECT_EQ(got_, 0);
+      }
+    }  // the outer body's frames die in its layer, and with them the inner generator
+    while (!rec->ran) co_await nap(1ms);
+    EXPECT_EQ(stage.get(), 1);
+  };
+  run_consumer(consumer(this, &r));
+  EXPECT_EQ(r.user_seen, "outer") << "the inner cleanup layers over the outer body's layer";
+  EXPECT_EQ(r.stage_seen, 5);
+}
+
 // ---- a body on other executors: every resumption in its layer -------------------------
 
 // Each resumption checks that the body sees its own stage and the consumer's
