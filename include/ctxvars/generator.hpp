@@ -112,13 +112,15 @@ class generator_layer final : public context_layer {
       ctx_ = new context_impl(shared_);  // reachable from no handle: no lock
       ctx_->set_layer(this);
     }
-    if (!built_ || via_base_ || cid != consumer_id_ || cmods != consumer_mods_) {
+    const bool changed = built_ && (cid != consumer_id_ || cmods != consumer_mods_);
+    if (!built_ || via_base_ || dropped_ || changed) {
       rebuild(cons, retired);
       consumer_id_ = cid;
       consumer_mods_ = cmods;
       built_ = true;
       via_base_ = false;
     }
+    consumer_wrote_ = changed;
     consumer_map_ = cons ? &cons->map : nullptr;
     return switch_to(st, ctx_);
   }
@@ -168,8 +170,14 @@ class generator_layer final : public context_layer {
       l.build_over(cur ? cur->map : context_map(), retired, retired_base);
     } catch (...) {
       // No memory for a rebuild: the cleanup sees the layer of its last
-      // resume; a reset of its own token still shows the current value.
+      // resume; a reset of its own token still shows the current value. A
+      // layer that had let go of its map (drop()) shows the consumer's
+      // current values, without the body's own (an O(1) copy).
       l.consumer_map_ = cur ? &cur->map : nullptr;
+      if (l.dropped_) {
+        context_map m = cur ? cur->map : context_map();
+        l.ctx_->replace_map(m);
+      }
     }
     ctx->retain();  // ours until the frame (holding the layer) is gone
     const switch_record r = switch_to(st, ctx);
@@ -178,11 +186,15 @@ class generator_layer final : public context_layer {
     ctx->release();
     ctx->release();  // the layer's own reference
   }
-  // Undoes enter(): the consumer's context is current again.
+  // Undoes enter(): the consumer's context is current again. If the consumer
+  // had changed its context since the resume before (it writes between
+  // pulls), the layer lets go of the consumer's map until the next resume
+  // (see drop()).
   void leave(thread_state& st, const switch_record& r) noexcept {
     consumer_map_ = nullptr;
     switch_back(st, ctx_, r);
     prune();
+    if (consumer_wrote_) drop();
   }
 
   // Drops the boxes only the inherited list still holds. Call outside the
@@ -224,6 +236,7 @@ class generator_layer final : public context_layer {
     if (!was_own) {  // room first: nothing may throw after the update
       own_.reserve(own_.size() + 1);
       inherited_.reserve(inherited_.size() + 1);
+      stash_.reserve(own_.size() + 1);  // for drop(), which must not allocate
     }
     c.assign_direct(id, std::move(*box), old, dropped);
     if (!was_own) {
@@ -242,6 +255,26 @@ class generator_layer final : public context_layer {
     std::uint64_t id;
     box_ptr box;
   };
+
+  // Keeps the body's own values aside and empties the layer's map, so that
+  // the consumer's map is no longer shared by it: a consumer that writes
+  // between pulls then updates its map in place instead of stacking a
+  // write-log layer on it per pull (and folding the stack, with trie path
+  // copies, every few pulls: most of the cost of such a pull, measured in
+  // benchmarks.md). The next enter() rebuilds anyway (the consumer changed).
+  // No allocation (stash_ has room for own_, see write()); nothing dies here:
+  // every value the old map holds is the consumer's (its map cannot change
+  // while the body runs on its stack) or is kept in stash_.
+  void drop() noexcept {
+    stash_.resize(own_.size());
+    for (std::size_t i = 0; i < own_.size(); ++i) {
+      const box_ptr* b = ctx_->map.find(own_[i], own_[i]);
+      stash_[i] = b ? *b : box_ptr();
+    }
+    context_map old;
+    ctx_->replace_map(old);
+    dropped_ = true;
+  }
 
   bool is_own(std::uint64_t id) const noexcept {
     for (std::uint64_t o : own_)
@@ -267,8 +300,9 @@ class generator_layer final : public context_layer {
       if (ctx_->policy_keys().contains(id) && !keys.contains(id))
         keys = keys.with(id, [](std::uint64_t) { return true; });
     context_map m = from ? *from : context_map();
-    for (std::uint64_t id : own_) {
-      const box_ptr* mine = ctx_->map.find(id, id);
+    for (std::size_t i = 0; i < own_.size(); ++i) {
+      const std::uint64_t id = own_[i];
+      const box_ptr* mine = !dropped_ ? ctx_->map.find(id, id) : stash_[i] ? &stash_[i] : nullptr;
       box_ptr copy = mine ? *mine : box_ptr();
       // What these displace is also held by the consumer's map or by ours:
       // nothing dies here.
@@ -281,6 +315,10 @@ class generator_layer final : public context_layer {
     }
     ctx_->replace_map(m, &keys);
     retired = std::move(m);
+    if (dropped_) {  // the new map holds the stashed values now
+      dropped_ = false;
+      for (box_ptr& b : stash_) b = box_ptr();
+    }
   }
 
   context_impl* ctx_ = nullptr;           // owned by the generator (released after its frame)
@@ -290,6 +328,9 @@ class generator_layer final : public context_layer {
   std::uint64_t consumer_mods_ = 0;
   bool built_ = false;
   bool via_base_ = false;  // last built by build_over (else by enter)
+  bool consumer_wrote_ = false;  // the last enter() found the consumer's context changed
+  bool dropped_ = false;         // the map was emptied by drop(); own values in stash_
+  std::vector<box_ptr> stash_;   // while dropped_: the value of own_[i] (null: none)
   bool shared_ = false;
   std::vector<std::uint64_t> own_;
   std::vector<inherited_box> inherited_;
