@@ -206,13 +206,14 @@ class generator_core : public std::enable_shared_from_this<generator_core<Traits
 
   // A pull's initiation, on the consumer's thread: the body (started, or
   // resumed at its yield) runs in its layer over the context current here.
+  // Throws std::bad_alloc before anything changed (then the handler is gone).
   template <class Handler>
   void start_pull(Handler h, const typename Traits::any_io_executor& fallback) {
     auto slot = Traits::associated_cancellation_slot(h);
-    if (slot.is_connected())
+    std::unique_ptr<generator_pull<T>> op(new generator_pull_op<Traits, T, Handler>(std::move(h), fallback));
+    if (slot.is_connected())  // cleared by the completion, on the consumer's executor
       slot.template emplace<generator_pull_cancel<Traits, T>>(
           generator_pull_cancel<Traits, T>{this->weak_from_this()});
-    std::unique_ptr<generator_pull<T>> op(new generator_pull_op<Traits, T, Handler>(std::move(h), fallback));
     context_impl* cur = this_thread_state().current;
     context_map snapshot = cur ? cur->map : context_map();
 
@@ -528,6 +529,9 @@ class basic_async_generator {
   // Asio operation, signature void(std::exception_ptr, std::optional<T>):
   // the next value, nullopt once the body has returned, or the exception it
   // threw (once). The body sees the context current where this is initiated.
+  // The initiation allocates (the pending pull) and throws std::bad_alloc;
+  // the handler is completed through its associated executor (else the
+  // generator's), never inside the initiation. Precondition: not moved-from.
   template <class Token>
   auto async_next(Token&& token) {
     return Traits::template async_initiate<std::decay_t<Token>, void(std::exception_ptr, std::optional<T>)>(
