@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -265,6 +266,34 @@ TEST_F(DebugChecks, AServerThatSpawnsSessionsWithPlainCoSpawnIsReportedOnceWithN
   EXPECT_TRUE(ends_with(r[0].file, "debug_checks_test.cpp")) << r[0].file;
   EXPECT_EQ(r[0].line, session_set_line.load());
   EXPECT_EQ(r[0].inside, "Asio handler");
+}
+
+// An Asio generator's body (issue 20) runs as a task in its own layer: its
+// writes, on another io_context's thread, are checked and not reported.
+asio::awaitable<void> id_source(ctxvars::asio::generator_yield<std::string> out) {
+  for (int i = 0; i < 3; ++i) {
+    request_id.set("gen-" + std::to_string(i));
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+    co_await t.async_wait(asio::use_awaitable);
+    co_await out.yield(request_id.get());
+  }
+}
+asio::awaitable<void> pull_ids(asio::io_context& other, std::vector<std::string>& got) {
+  ctxvars::asio::async_generator<std::string> g(other, [](auto out) { return id_source(std::move(out)); });
+  while (std::optional<std::string> v = co_await g.next()) got.push_back(*v);
+}
+
+TEST_F(DebugChecks, AnAsioGeneratorsBodyWritesInItsLayerAndIsNotReported) {
+  asio::io_context io, other;
+  auto work = asio::make_work_guard(other);
+  std::thread loop([&] { other.run(); });
+  std::vector<std::string> got;
+  ctxvars::asio::co_spawn(io, pull_ids(other, got), asio::detached);
+  io.run();
+  work.reset();
+  loop.join();
+  EXPECT_EQ(got, (std::vector<std::string>{"gen-0", "gen-1", "gen-2"}));
+  EXPECT_TRUE(reports().empty());
 }
 
 TEST_F(DebugChecks, TheSameServerWithCtxvarsCoSpawnReportsNothing) {

@@ -182,4 +182,61 @@ TEST(GeneratorAllocFailure, DestructionWithoutMemoryForARebuildStillRunsTheClean
   });
 }
 
+// A layer whose resume found the consumer's context changed lets go of its
+// map between pulls (generator_layer::drop, keeping the body's own values aside).
+struct own_probe {
+  context_var<int>* v;
+  int* seen;
+  ~own_probe() { *seen = v->get(); }
+};
+generator<int> sets_own(many_vars& m, int& seen) {
+  m.v[0]->set(7);
+  own_probe p{m.v[0].get(), &seen};
+  for (;;) co_yield a.get();
+}
+
+TEST(GeneratorAllocFailure, AfterTheLayerLetGoOfItsMapTheBodyAndItsCleanupStillSeeItsOwnValues) {
+  many_vars m;
+  context().run([&] {
+    a.set(1);
+    int seen = 0;
+    std::optional<generator<int>> g(sets_own(m, seen));
+    auto it = g->begin();
+    EXPECT_EQ(*it, 1);
+    a.set(2);
+    ++it;  // the consumer changed: after this pull the layer lets go of its map
+    EXPECT_EQ(*it, 2);
+    EXPECT_EQ(m.v[0]->get(), -1);
+    a.set(3);
+    ++it;
+    EXPECT_EQ(*it, 3);
+    a.set(4);
+    g.reset();
+    EXPECT_EQ(seen, 7) << "the cleanup sees the body's own value, kept aside";
+    EXPECT_EQ(m.v[0]->get(), -1);
+  });
+}
+
+TEST(GeneratorAllocFailure, DestructionWithoutMemoryAfterTheLayerLetGoOfItsMapShowsTheConsumersValues) {
+  many_vars m;
+  context().run([&] {
+    a.set(1);
+    int seen = 0;
+    std::optional<generator<int>> g(with_probe(m, seen));
+    auto it = g->begin();
+    EXPECT_EQ(*it, 1);
+    a.set(2);
+    ++it;  // the layer lets go of its map after this pull
+    EXPECT_EQ(*it, 2);
+    a.set(3);
+    drain_caches();
+    fail_countdown = 0;  // the rebuild's first allocation fails
+    g.reset();
+    fail_countdown = -1;
+    EXPECT_EQ(seen, 3);  // the consumer's current values, without the body's own (documented)
+    EXPECT_EQ(a.get(), 3);
+    EXPECT_EQ(m.v[0]->get(), -1);
+  });
+}
+
 }  // namespace

@@ -7,6 +7,10 @@
 //   ctxvars::asio::context_executor<E>         runs everything in one context
 //   co_await ctxvars::asio::to_thread(pool, f) f() on pool in a copy of the task's
 //                                              context (asyncio.to_thread)
+//   ctxvars::asio::async_generator<T> g(ex, f) f(generator_yield<T>) is an Asio
+//                                              coroutine producing values (co_await
+//                                              out.yield(v)) in its own context layer
+//                                              over each pull's (co_await g.next())
 //
 // Every resumption of a task's coroutine runs in the task's context, also when
 // the completion is bound to another executor (bind_executor(pool,
@@ -47,6 +51,10 @@
 #endif
 
 #include <asio/any_io_executor.hpp>
+#include <asio/associated_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/post.hpp>
 #include <asio/bind_allocator.hpp>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/bind_executor.hpp>
@@ -69,6 +77,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "asio/adapter.hpp"
+#include "asio/async_generator.hpp"
 #include "asio/follow.hpp"
 #include "asio/to_thread.hpp"
 #include "detail/awaitable_adapter.hpp"
@@ -147,6 +156,19 @@ struct traits {
   static auto async_initiate(Init&& init, T& token, A&&... a) {
     return ::asio::async_initiate<T, Sig>(std::forward<Init>(init), token, std::forward<A>(a)...);
   }
+  // For async_generator (asio/async_generator.hpp).
+  template <class... A>
+  static auto post(A&&... a) { return ::asio::post(std::forward<A>(a)...); }
+  template <class... A>
+  static auto dispatch(A&&... a) { return ::asio::dispatch(std::forward<A>(a)...); }
+  template <class H, class E>
+  static auto associated_executor(const H& h, const E& e) noexcept { return ::asio::get_associated_executor(h, e); }
+  template <class H>
+  static auto associated_cancellation_slot(const H& h) noexcept { return ::asio::get_associated_cancellation_slot(h); }
+  using cancellation_signal = ::asio::cancellation_signal;
+  using cancellation_slot = ::asio::cancellation_slot;
+  using cancellation_type = ::asio::cancellation_type;
+  static constexpr auto outstanding_work_tracked = ::asio::execution::outstanding_work.tracked;
 };
 
 // An executor that runs everything submitted to it inside one context.
@@ -166,6 +188,17 @@ inline constexpr ctxvars::detail::asio_adapter::gather_fn<traits> gather{};
 // own executor, in its own context, with f's result or exception
 // (Python's asyncio.to_thread).
 inline constexpr ctxvars::detail::asio_adapter::to_thread_fn<traits> to_thread{};
+
+// A producer whose body is an Asio coroutine, run in its own context layer
+// over its consumer's current context (PEP 568, like ctxvars::generator):
+//   async_generator<T> g(ex, [](generator_yield<T> out) -> awaitable<void> {
+//     ... co_await out.yield(v); ... });
+//   while (std::optional<T> v = co_await g.next()) ...
+// Rules and costs: asio/async_generator.hpp, docs/beyond-python.md.
+template <class T>
+using async_generator = ctxvars::detail::asio_adapter::basic_async_generator<traits, T>;
+template <class T>
+using generator_yield = ctxvars::detail::asio_adapter::basic_generator_yield<traits, T>;
 
 }  // namespace ctxvars::asio
 

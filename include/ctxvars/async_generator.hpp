@@ -175,28 +175,14 @@ class [[nodiscard]] async_generator {
 
   void destroy() noexcept {
     if (!h_) return;
-    detail::context_impl* const ctx = h_.promise().layer_.context();
-    if (!ctx || h_.done()) {
-      h_.destroy();
-      if (ctx) ctx->release();
-      h_ = {};
+    const handle_type h = std::exchange(h_, {});
+    detail::context_impl* const ctx = h.promise().layer_.context();
+    if (ctx && h.done()) {  // nothing of the body is left to run
+      h.destroy();
+      ctx->release();
       return;
     }
-    ctx->retain();  // ours until after the frame: the layer is in the promise
-    detail::thread_state& st = detail::this_thread_state();
-    detail::context_map retired, retired_base;
-    detail::context_impl* cur = st.current;
-    try {
-      h_.promise().layer_.build_over(cur ? cur->map : detail::context_map(), retired, retired_base);
-    } catch (...) {
-      // No memory for a rebuild: the cleanup sees the layer of the last pull.
-    }
-    const detail::switch_record r = detail::switch_to(st, ctx);
-    h_.destroy();  // the frame's destructors, in the layer
-    h_ = {};
-    detail::switch_back(st, ctx, r);
-    ctx->release();  // the chain's handle is gone with the frame
-    ctx->release();  // the layer's own reference
+    detail::generator_layer::last_resume(h.promise().layer_, [h] { h.destroy(); });
   }
 
   handle_type h_{};

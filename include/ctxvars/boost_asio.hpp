@@ -9,6 +9,8 @@
 //   ctxvars::boost_asio::context_executor<E>         runs everything in one context
 //   co_await ctxvars::boost_asio::to_thread(pool, f) f() on pool in a copy of the
 //                                                    task's context
+//   ctxvars::boost_asio::async_generator<T> g(ex, f) a producer whose body is a
+//                                                    coroutine, in its own context layer
 //
 // Everything that decides behaviour, and the rules it follows, is in the one
 // implementation asio/adapter.hpp; this header only names Boost.Asio.
@@ -27,6 +29,10 @@
 #endif
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -53,6 +59,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "asio/adapter.hpp"
+#include "asio/async_generator.hpp"
 #include "asio/follow.hpp"
 #include "asio/to_thread.hpp"
 #include "detail/awaitable_adapter.hpp"
@@ -131,6 +138,19 @@ struct traits {
   static auto async_initiate(Init&& init, T& token, A&&... a) {
     return ::boost::asio::async_initiate<T, Sig>(std::forward<Init>(init), token, std::forward<A>(a)...);
   }
+  // For async_generator (asio/async_generator.hpp).
+  template <class... A>
+  static auto post(A&&... a) { return ::boost::asio::post(std::forward<A>(a)...); }
+  template <class... A>
+  static auto dispatch(A&&... a) { return ::boost::asio::dispatch(std::forward<A>(a)...); }
+  template <class H, class E>
+  static auto associated_executor(const H& h, const E& e) noexcept { return ::boost::asio::get_associated_executor(h, e); }
+  template <class H>
+  static auto associated_cancellation_slot(const H& h) noexcept { return ::boost::asio::get_associated_cancellation_slot(h); }
+  using cancellation_signal = ::boost::asio::cancellation_signal;
+  using cancellation_slot = ::boost::asio::cancellation_slot;
+  using cancellation_type = ::boost::asio::cancellation_type;
+  static constexpr auto outstanding_work_tracked = ::boost::asio::execution::outstanding_work.tracked;
 };
 
 // An executor that runs everything submitted to it inside one context.
@@ -150,6 +170,17 @@ inline constexpr ctxvars::detail::asio_adapter::gather_fn<traits> gather{};
 // own executor, in its own context, with f's result or exception
 // (Python's asyncio.to_thread).
 inline constexpr ctxvars::detail::asio_adapter::to_thread_fn<traits> to_thread{};
+
+// A producer whose body is an Asio coroutine, run in its own context layer
+// over its consumer's current context (PEP 568, like ctxvars::generator):
+//   async_generator<T> g(ex, [](generator_yield<T> out) -> awaitable<void> {
+//     ... co_await out.yield(v); ... });
+//   while (std::optional<T> v = co_await g.next()) ...
+// Rules and costs: asio/async_generator.hpp, docs/beyond-python.md.
+template <class T>
+using async_generator = ctxvars::detail::asio_adapter::basic_async_generator<traits, T>;
+template <class T>
+using generator_yield = ctxvars::detail::asio_adapter::basic_generator_yield<traits, T>;
 
 }  // namespace ctxvars::boost_asio
 

@@ -74,6 +74,10 @@ namespace detail {
 class generator_layer final : public context_layer {
  public:
   generator_layer() noexcept = default;
+  // `shared`: the context may be read by other threads while the body writes
+  // it (an Asio generator's, which dump_tasks reads in debug builds): its
+  // writes take the context's short writer lock.
+  explicit generator_layer(bool shared) noexcept : shared_(shared) {}
   generator_layer(const generator_layer&) = delete;
   generator_layer& operator=(const generator_layer&) = delete;
   // Detaches from the context (which the generator releases after its frame
@@ -84,6 +88,13 @@ class generator_layer final : public context_layer {
 
   // The generator's context, or null before its first resume.
   context_impl* context() const noexcept { return ctx_; }
+  // Detaches from the context and hands the layer's reference to it over to
+  // the caller (an owner that releases the context while others may still
+  // hold it: an Asio generator's task). The layer is then unused.
+  context_impl* detach() noexcept {
+    if (ctx_) ctx_->set_layer(nullptr);
+    return std::exchange(ctx_, nullptr);
+  }
 
   // Makes the generator's context current on this thread. The first time, it
   // creates that context; whenever the thread's current context is another
@@ -98,15 +109,18 @@ class generator_layer final : public context_layer {
     const std::uint64_t cid = cons ? cons->id : 0;
     const std::uint64_t cmods = cons ? cons->modifications() : 0;
     if (!ctx_) {
-      ctx_ = new context_impl(false);  // reachable from no handle: no lock
+      ctx_ = new context_impl(shared_);  // reachable from no handle: no lock
       ctx_->set_layer(this);
     }
-    if (!built_ || cid != consumer_id_ || cmods != consumer_mods_) {
+    const bool changed = built_ && (cid != consumer_id_ || cmods != consumer_mods_);
+    if (!built_ || via_base_ || dropped_ || changed) {
       rebuild(cons, retired);
       consumer_id_ = cid;
       consumer_mods_ = cmods;
       built_ = true;
+      via_base_ = false;
     }
+    consumer_wrote_ = changed;
     consumer_map_ = cons ? &cons->map : nullptr;
     return switch_to(st, ctx_);
   }
@@ -119,31 +133,68 @@ class generator_layer final : public context_layer {
   // nothing changed.
   void build_over(context_map base, context_map& retired, context_map& retired_base) {
     if (!ctx_) {
-      ctx_ = new context_impl(false);
+      ctx_ = new context_impl(shared_);
       ctx_->set_layer(this);
     }
-    if (!built_ || !base.identical(base_)) {
+    if (!built_ || !via_base_ || !base.identical(base_)) {
       rebuild(&base, retired);
       built_ = true;
+      via_base_ = true;
     }
     retired_base = std::exchange(base_, std::move(base));
     consumer_map_ = &base_;
   }
-  // enter() for the last resume (destruction), which cannot throw: without
-  // memory for a rebuild, the cleanup sees the layer as of its last resume.
-  switch_record enter_for_cleanup(thread_state& st, context_map& retired) noexcept {
-    try {
-      return enter(st, retired);
-    } catch (...) {
-      consumer_map_ = st.current ? &st.current->map : nullptr;
-      return switch_to(st, ctx_);
+  // The last resume of a generator (its destruction; every kind whose frame
+  // is destroyed by its consumer: generator<T>, async_generator<T>), on the
+  // destroying thread: rebuilds `l` over that thread's current context
+  // (without memory for it, the cleanup sees the layer as of its last resume),
+  // makes its context current, calls destroy_frame() — the frame's
+  // destructors run in the layer, and `l` dies with the frame — and gives the
+  // thread back what it had. Then it drops the layer's own reference to the
+  // context (the values the body set die there, in the caller's context) and
+  // last what the rebuild replaced. A generator that never resumed (no
+  // context) only has its frame destroyed. destroy_frame must not throw.
+  // (The Asio generator unwinds through its executor instead, asynchronously:
+  // asio/async_generator.hpp; it shares build_over.)
+  template <class F>
+  static void last_resume(generator_layer& l, F&& destroy_frame) noexcept {
+    context_impl* const ctx = l.context();
+    if (!ctx) {
+      std::forward<F>(destroy_frame)();
+      return;
     }
+    thread_state& st = this_thread_state();
+    context_map retired, retired_base;  // released last
+    context_impl* const cur = st.current;
+    try {
+      l.build_over(cur ? cur->map : context_map(), retired, retired_base);
+    } catch (...) {
+      // No memory for a rebuild: the cleanup sees the layer of its last
+      // resume; a reset of its own token still shows the current value. A
+      // layer that had let go of its map (drop()) shows the consumer's
+      // current values, without the body's own (an O(1) copy).
+      l.consumer_map_ = cur ? &cur->map : nullptr;
+      if (l.dropped_) {
+        context_map m = cur ? cur->map : context_map();
+        l.ctx_->replace_map(m);
+      }
+    }
+    ctx->retain();  // ours until the frame (holding the layer) is gone
+    const switch_record r = switch_to(st, ctx);
+    std::forward<F>(destroy_frame)();
+    switch_back(st, ctx, r);
+    ctx->release();
+    ctx->release();  // the layer's own reference
   }
-  // Undoes enter(): the consumer's context is current again.
+  // Undoes enter(): the consumer's context is current again. If the consumer
+  // had changed its context since the resume before (it writes between
+  // pulls), the layer lets go of the consumer's map until the next resume
+  // (see drop()).
   void leave(thread_state& st, const switch_record& r) noexcept {
     consumer_map_ = nullptr;
     switch_back(st, ctx_, r);
     prune();
+    if (consumer_wrote_) drop();
   }
 
   // Drops the boxes only the inherited list still holds. Call outside the
@@ -185,6 +236,7 @@ class generator_layer final : public context_layer {
     if (!was_own) {  // room first: nothing may throw after the update
       own_.reserve(own_.size() + 1);
       inherited_.reserve(inherited_.size() + 1);
+      stash_.reserve(own_.size() + 1);  // for drop(), which must not allocate
     }
     c.assign_direct(id, std::move(*box), old, dropped);
     if (!was_own) {
@@ -203,6 +255,26 @@ class generator_layer final : public context_layer {
     std::uint64_t id;
     box_ptr box;
   };
+
+  // Keeps the body's own values aside and empties the layer's map, so that
+  // the consumer's map is no longer shared by it: a consumer that writes
+  // between pulls then updates its map in place instead of stacking a
+  // write-log layer on it per pull (and folding the stack, with trie path
+  // copies, every few pulls: most of the cost of such a pull, measured in
+  // benchmarks.md). The next enter() rebuilds anyway (the consumer changed).
+  // No allocation (stash_ has room for own_, see write()); nothing dies here:
+  // every value the old map holds is the consumer's (its map cannot change
+  // while the body runs on its stack) or is kept in stash_.
+  void drop() noexcept {
+    stash_.resize(own_.size());
+    for (std::size_t i = 0; i < own_.size(); ++i) {
+      const box_ptr* b = ctx_->map.find(own_[i], own_[i]);
+      stash_[i] = b ? *b : box_ptr();
+    }
+    context_map old;
+    ctx_->replace_map(old);
+    dropped_ = true;
+  }
 
   bool is_own(std::uint64_t id) const noexcept {
     for (std::uint64_t o : own_)
@@ -228,8 +300,9 @@ class generator_layer final : public context_layer {
       if (ctx_->policy_keys().contains(id) && !keys.contains(id))
         keys = keys.with(id, [](std::uint64_t) { return true; });
     context_map m = from ? *from : context_map();
-    for (std::uint64_t id : own_) {
-      const box_ptr* mine = ctx_->map.find(id, id);
+    for (std::size_t i = 0; i < own_.size(); ++i) {
+      const std::uint64_t id = own_[i];
+      const box_ptr* mine = !dropped_ ? ctx_->map.find(id, id) : stash_[i] ? &stash_[i] : nullptr;
       box_ptr copy = mine ? *mine : box_ptr();
       // What these displace is also held by the consumer's map or by ours:
       // nothing dies here.
@@ -242,6 +315,10 @@ class generator_layer final : public context_layer {
     }
     ctx_->replace_map(m, &keys);
     retired = std::move(m);
+    if (dropped_) {  // the new map holds the stashed values now
+      dropped_ = false;
+      for (box_ptr& b : stash_) b = box_ptr();
+    }
   }
 
   context_impl* ctx_ = nullptr;           // owned by the generator (released after its frame)
@@ -250,6 +327,11 @@ class generator_layer final : public context_layer {
   std::uint64_t consumer_id_ = 0;         // what the map was last built over
   std::uint64_t consumer_mods_ = 0;
   bool built_ = false;
+  bool via_base_ = false;  // last built by build_over (else by enter)
+  bool consumer_wrote_ = false;  // the last enter() found the consumer's context changed
+  bool dropped_ = false;         // the map was emptied by drop(); own values in stash_
+  std::vector<box_ptr> stash_;   // while dropped_: the value of own_[i] (null: none)
+  bool shared_ = false;
   std::vector<std::uint64_t> own_;
   std::vector<inherited_box> inherited_;
 };
@@ -425,18 +507,8 @@ class [[nodiscard]] generator : public std::ranges::view_base {
 
   void destroy() noexcept {
     if (!h_) return;
-    detail::context_impl* const ctx = h_.promise().layer_.context();
-    if (!ctx) {  // never started: nothing ran in a layer
-      h_.destroy();
-      return;
-    }
-    detail::thread_state& st = detail::this_thread_state();
-    detail::context_map retired;
-    const detail::switch_record r = h_.promise().layer_.enter_for_cleanup(st, retired);
-    h_.destroy();  // the frame's destructors, in the layer; the layer detaches
-    h_ = {};
-    detail::switch_back(st, ctx, r);
-    ctx->release();  // the body's values die here, in the caller's context
+    const handle_type h = std::exchange(h_, {});
+    detail::generator_layer::last_resume(h.promise().layer_, [h] { h.destroy(); });
   }
 
   handle_type h_{};

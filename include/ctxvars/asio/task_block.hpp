@@ -337,6 +337,26 @@ class step_scope {
   // begin() returned busy after waiting for the context in vain (see wait_to_enter).
   bool gave_way() const noexcept { return gave_way_; }
 
+  // For a step whose context is current: gives the thread back what it had
+  // for the duration of f() (which may replace the context's map: an Asio
+  // generator's layer rebuilt over its consumer's context), then makes the
+  // context current again, keeping it entered throughout. To the lookup cache
+  // and to watchers this is a switch out and in, so they see what f changed.
+  // Rethrows what f throws, after switching back in.
+  template <class F>
+  void outside(F&& f) {
+    thread_state& st = this_thread_state();
+    switch_back(st, c_, r_);
+    struct back_in {
+      step_scope* s;
+      thread_state& st;
+      ~back_in() { s->r_ = switch_to(st, s->c_); }
+    } in{this, st};
+    std::forward<F>(f)();
+  }
+  // The context this step made current (null if it switched nothing).
+  context_impl* context() const noexcept { return mode_ == mode::none ? nullptr : c_; }
+
   // The task whose step this is (null once ended or if begin() switched nothing).
   task_block* block() const noexcept { return mode_ == mode::none ? nullptr : b_; }
 
