@@ -15,16 +15,15 @@ namespace ctxvars_python {
 
 namespace py = pybind11;
 
-// True if the calling thread holds the GIL. The thread state holding the GIL is
-// that of a live thread, so equal thread ids mean this thread. (PyGILState_Check
-// costs a TSS look-up; this is two loads and pthread_self.)
-[[gnu::tls_model("initial-exec")]] inline constinit thread_local unsigned long cached_thread_ident = 0;
+// True if the calling thread holds the GIL: the thread state holding it is the one
+// CPython keeps for this thread (PyGILState's, thread-specific storage). Compares
+// pointers only. Without the GIL the holder's thread state is another thread's, which
+// that thread may free at any moment (at its exit): reading a field of it here (the
+// thread id, as this function did before) was the data race TSan reported beside C++
+// writes without the GIL (issue 18, bug 2).
 inline bool this_thread_holds_gil() noexcept {
   PyThreadState* holder = _PyThreadState_UncheckedGet();
-  if (!holder) return false;
-  unsigned long me = cached_thread_ident;
-  if (!me) me = cached_thread_ident = PyThread_get_thread_ident();
-  return holder->thread_id == me;
+  return holder && holder == PyGILState_GetThisThreadState();
 }
 
 // An owned PyObject reference. Copies and destruction may happen where the
