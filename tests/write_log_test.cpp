@@ -212,6 +212,15 @@ struct counting_walk {
   }
 };
 
+struct stop_at_first {
+  int n = 0;
+  bool enter(const void*, std::uint32_t) { return true; }
+  template <class E>
+  bool entry(const E&) {
+    return ++n < 1;
+  }
+};
+
 TYPED_TEST(WriteLog, AWalkOfEveryHandleReportsEachEntryOnceAndNoneThatAnotherHandleShares) {
   using map = typename TestFixture::map_type;
   map a;
@@ -235,14 +244,7 @@ TYPED_TEST(WriteLog, AWalkOfEveryHandleReportsEachEntryOnceAndNoneThatAnotherHan
   EXPECT_LT(without_c.entries.size(), all.entries.size());
   for (const auto& [piece, n] : without_c.walked) EXPECT_EQ(all.walked.count(piece), 1u);
 
-  struct stop_at_first {
-    int n = 0;
-    bool enter(const void*, std::uint32_t) { return true; }
-    template <class E>
-    bool entry(const E&) {
-      return ++n < 1;
-    }
-  } stop;
+  stop_at_first stop;
   EXPECT_FALSE(c.walk_references(stop));
   EXPECT_EQ(stop.n, 1);
 }
