@@ -7,6 +7,8 @@
 
 #include <ctxvars/ctxvars.hpp>
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -21,9 +23,16 @@ namespace py = pybind11;
 // that thread may free at any moment (at its exit): reading a field of it here (the
 // thread id, as this function did before) was the data race TSan reported beside C++
 // writes without the GIL (issue 18, bug 2).
+// That storage's key (CPython's _PyRuntime.gilstate.autoTSSkey), found at import
+// (gc_state.cpp): one pthread_getspecific instead of PyGILState_GetThisThreadState's
+// two further calls. Null before import, or if it did not check out.
+inline const Py_tss_t* gil_tss_key = nullptr;
 inline bool this_thread_holds_gil() noexcept {
   PyThreadState* holder = _PyThreadState_UncheckedGet();
-  return holder && holder == PyGILState_GetThisThreadState();
+  if (!holder) return false;
+  const void* mine = CTXVARS_LIKELY(gil_tss_key != nullptr) ? pthread_getspecific(gil_tss_key->_key)
+                                                           : PyGILState_GetThisThreadState();
+  return holder == mine;
 }
 
 // An owned PyObject reference. Copies and destruction may happen where the

@@ -6,8 +6,11 @@
 // size and alignment), and compiles as C++. Only offsets are taken here.
 #undef HAVE_STD_ATOMIC
 #include <internal/pycore_interp.h>
+#include <internal/pycore_runtime.h>
 
 #include "gc_state.hpp"
+
+#include <pthread.h>
 
 static_assert(PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000,
               "gc_state.cpp reads CPython 3.11's collector state");
@@ -49,6 +52,14 @@ found_collector find_collector() noexcept {
   Py_DECREF(gc);
   f.ok = ok;
   return f;
+}
+
+const Py_tss_t* find_gil_tss_key() noexcept {
+  const Py_tss_t* key = &_PyRuntime.gilstate.autoTSSkey;
+  if (!PyThread_tss_is_created(const_cast<Py_tss_t*>(key))) return nullptr;
+  PyThreadState* mine = PyGILState_GetThisThreadState();
+  if (!mine || pthread_getspecific(key->_key) != mine || _PyThreadState_UncheckedGet() != mine) return nullptr;
+  return key;
 }
 
 }  // namespace ctxvars_python

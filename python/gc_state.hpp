@@ -30,4 +30,9 @@ struct found_collector {
 };
 found_collector find_collector() noexcept;
 
+// The key of the thread-specific storage where CPython keeps each thread's own thread
+// state (PyGILState's), if it checks out on the calling thread (which holds the GIL);
+// else null.
+const Py_tss_t* find_gil_tss_key() noexcept;
+
 }  // namespace ctxvars_python

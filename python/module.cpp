@@ -18,6 +18,7 @@
 #include "context.hpp"
 #include "contextvar.hpp"
 #include "gc.hpp"
+#include "gc_state.hpp"
 #include "hamt.hpp"
 
 namespace py = pybind11;
@@ -99,6 +100,7 @@ void init_module(py::module_& m) {
 
   // The collector's state (gc.cpp), and what tests read of it.
   init_gc_support();
+  gil_tss_key = find_gil_tss_key();
   m.def("_gc_info", [] {
     const gc_counters c = gc_info();
     py::dict d;
@@ -106,6 +108,7 @@ void init_module(py::module_& m) {
     d["exact_passes"] = c.exact_passes;
     d["conservative_traversals"] = c.conservative_traversals;
     d["out_of_memory"] = c.out_of_memory;
+    d["gil_tss_key_found"] = gil_tss_key != nullptr;
     return d;
   });
 

@@ -196,6 +196,7 @@ class SharedStructureCollection(unittest.TestCase):
     def test_the_collector_state_was_found(self):
         info = ctxvars._gc_info()
         self.assertTrue(info["collector_found"])
+        self.assertTrue(info["gil_tss_key_found"])
         before = info["exact_passes"]
         v = ctxvars.ContextVar("v")
         keep = ctxvars.Context().run(lambda: (v.set(1), ctxvars.copy_context())[1])
