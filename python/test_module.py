@@ -8,6 +8,7 @@ exact errors, and asyncio (tasks, callbacks, to_thread, executors, tokens).
 import asyncio
 import contextvars
 import gc
+import os
 import re
 import sys
 import threading
@@ -213,6 +214,7 @@ class SharedStructureCollection(unittest.TestCase):
                 self.assertEqual(len(refs), 1000)
                 self.assertEqual(sum(r() is not None for r in refs), 0, (shape.__name__, mod.__name__))
 
+    @unittest.skipIf("san" in os.environ.get("LD_PRELOAD", ""), "a sanitizer's allocator keeps freed memory")
     def test_memory_grows_like_the_stdlibs(self):
         growth = {}
         for mod in MODULES + MODULES:  # the first round warms up
