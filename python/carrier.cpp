@@ -94,8 +94,8 @@ PyTypeObject* make_binding_type() {
       {Py_tp_traverse, reinterpret_cast<void*>(+[](PyObject* self, visitproc visit, void* arg) -> int {
          Py_VISIT(Py_TYPE(self));
          const Binding* b = binding_of(self);
-         if (!b->owns_ctx) return 0;
-         return visit_context(b->ctx, visit, arg);
+         Py_VISIT(b->owner.get());
+         return traverse_context(self, b->ctx, visit, arg);
        })},
       {Py_tp_clear, reinterpret_cast<void*>(+[](PyObject* self) -> int {
          Binding* b = binding_of(self);

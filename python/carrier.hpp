@@ -24,7 +24,7 @@ namespace ctxvars_python {
 struct Binding {
   ctxvars::context ctx;
   pyref owner;  // weak reference to the stdlib context whose writes go to ctx; null: frozen
-  bool owns_ctx = true;  // no other handle names ctx (garbage collection may visit it)
+  bool owns_ctx = true;  // no other handle names ctx (informative: the collector counts handles itself)
 };
 
 inline PyObject* carrier = nullptr;  // the stdlib ContextVar (never released)

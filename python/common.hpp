@@ -7,6 +7,8 @@
 
 #include <ctxvars/ctxvars.hpp>
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -15,16 +17,22 @@ namespace ctxvars_python {
 
 namespace py = pybind11;
 
-// True if the calling thread holds the GIL. The thread state holding the GIL is
-// that of a live thread, so equal thread ids mean this thread. (PyGILState_Check
-// costs a TSS look-up; this is two loads and pthread_self.)
-[[gnu::tls_model("initial-exec")]] inline constinit thread_local unsigned long cached_thread_ident = 0;
+// True if the calling thread holds the GIL: the thread state holding it is the one
+// CPython keeps for this thread (PyGILState's, thread-specific storage). Compares
+// pointers only. Without the GIL the holder's thread state is another thread's, which
+// that thread may free at any moment (at its exit): reading a field of it here (the
+// thread id, as this function did before) was the data race TSan reported beside C++
+// writes without the GIL (issue 18, bug 2).
+// That storage's key (CPython's _PyRuntime.gilstate.autoTSSkey), found at import
+// (gc_state.cpp): one pthread_getspecific instead of PyGILState_GetThisThreadState's
+// two further calls. Null before import, or if it did not check out.
+inline const Py_tss_t* gil_tss_key = nullptr;
 inline bool this_thread_holds_gil() noexcept {
   PyThreadState* holder = _PyThreadState_UncheckedGet();
   if (!holder) return false;
-  unsigned long me = cached_thread_ident;
-  if (!me) me = cached_thread_ident = PyThread_get_thread_ident();
-  return holder->thread_id == me;
+  const void* mine = CTXVARS_LIKELY(gil_tss_key != nullptr) ? pthread_getspecific(gil_tss_key->_key)
+                                                           : PyGILState_GetThisThreadState();
+  return holder == mine;
 }
 
 // An owned PyObject reference. Copies and destruction may happen where the

@@ -169,7 +169,7 @@ PyTypeObject* make_context_type() {
          Py_VISIT(Py_TYPE(self));
          const Context& c = context_of(self);
          Py_VISIT(c.stdlib.get());
-         return visit_context(c.ctx, visit, arg);
+         return traverse_context(self, c.ctx, visit, arg);
        })},
       {Py_tp_clear, reinterpret_cast<void*>(+[](PyObject* self) -> int {
          Context& c = context_of(self);

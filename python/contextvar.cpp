@@ -74,21 +74,8 @@ PyTypeObject* make_token_type() {
          Token& t = token_of(self);
          Py_VISIT(t.var.get());
          Py_VISIT(t.old.get());
-         if (t.tok) {
-           // The token's own copy of the old entry, and the box its set displaced
-           // (when nothing else holds that box).
-           if (const auto& o = t.tok->old_value()) {
-             Py_VISIT(o->var.get());
-             Py_VISIT(o->value.get());
-           }
-           if (const ctxvars::detail::box_base* b = token_old_box(*t.tok).get();
-               b && b->refs.load(std::memory_order_acquire) == 1) {
-             const py_entry& pe = ctxvars::detail::box_value<py_entry>(b);
-             Py_VISIT(pe.var.get());
-             Py_VISIT(pe.value.get());
-           }
-         }
-         return 0;
+         // The token's own copy of the old entry, and the box its set displaced (gc.cpp).
+         return t.tok ? traverse_token(self, *t.tok, visit, arg) : 0;
        })},
       {Py_tp_clear, reinterpret_cast<void*>(+[](PyObject* self) -> int {
          Token& t = token_of(self);

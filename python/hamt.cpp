@@ -2,6 +2,8 @@
 // _testcapi.hamt (CPython's test_context.py tests it).
 #include "hamt.hpp"
 
+#include "gc.hpp"
+
 namespace ctxvars_python {
 
 namespace {
@@ -76,11 +78,7 @@ void add_hamt(py::module_& m) {
                            Py_VISIT(Py_TYPE(self));
                            const HamtIter* i = built<HamtIter>(self);
                            if (!i) return 0;
-                           return i->snap.for_each_owned([&](const py_trie::entry_type& e) -> int {
-                             Py_VISIT(e.key.get());
-                             Py_VISIT(e.value.get());
-                             return 0;
-                           });
+                           return traverse_trie(self, i->snap, visit, arg);
                          };
                          type->tp_clear = [](PyObject* self) -> int {
                            if (HamtIter* i = built<HamtIter>(self)) {
@@ -94,10 +92,8 @@ void add_hamt(py::module_& m) {
       .def("__iter__", [](py::object self) { return self; })
       .def("__next__", &hamt_next)
       .def("__len__", [](const HamtIter& i) { return i.snap.size(); });
-  // Garbage collection: a hamt exposes the references that are its alone
-  // (entries of nodes no other hamt shares); a reference held by a shared node
-  // is reported by nobody, so the collector treats it as external — cycles
-  // through shared nodes are kept, never collected wrongly.
+  // Garbage collection: a hamt and its iterators report the references held by the
+  // nodes they share, each once per collection pass (gc.cpp).
   py::class_<Hamt> hamt(m, "hamt", py::is_final(), py::custom_type_setup([](PyHeapTypeObject* heap_type) {
                           auto* type = &heap_type->ht_type;
                           type->tp_flags |= Py_TPFLAGS_HAVE_GC;
@@ -105,11 +101,7 @@ void add_hamt(py::module_& m) {
                             Py_VISIT(Py_TYPE(self));
                             const Hamt* hp = built<Hamt>(self);
                             if (!hp) return 0;
-                            return hp->t.for_each_owned([&](const py_trie::entry_type& e) -> int {
-                              Py_VISIT(e.key.get());
-                              Py_VISIT(e.value.get());
-                              return 0;
-                            });
+                            return traverse_trie(self, hp->t, visit, arg);
                           };
                           type->tp_clear = [](PyObject* self) -> int {
                             if (Hamt* hp = built<Hamt>(self)) {

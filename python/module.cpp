@@ -7,6 +7,7 @@
 //   cpython_layout.hpp  CPython 3.11's context and HAMT layouts (read by the carrier)
 //   carrier.hpp/.cpp    which ctxvars context is current: the Binding and its carrier
 //   gc.hpp/.cpp         what the garbage collector sees of the core's entries
+//   gc_state.hpp/.cpp   where CPython keeps its collector's state (internal headers)
 //   contextvar.hpp/.cpp ContextVar and Token, with the hot get/set/reset
 //   context.hpp/.cpp    Context and copy_context
 //   bridge.hpp/.cpp     the C API for C++ extensions (<ctxvars/python.hpp>)
@@ -16,6 +17,8 @@
 #include "common.hpp"
 #include "context.hpp"
 #include "contextvar.hpp"
+#include "gc.hpp"
+#include "gc_state.hpp"
 #include "hamt.hpp"
 
 namespace py = pybind11;
@@ -94,6 +97,20 @@ void init_module(py::module_& m) {
   add_context(m);
   m.attr("__all__") = py::make_tuple("Context", "ContextVar", "Token", "copy_context");
   add_hamt(m);
+
+  // The collector's state (gc.cpp), and what tests read of it.
+  init_gc_support();
+  gil_tss_key = find_gil_tss_key();
+  m.def("_gc_info", [] {
+    const gc_counters c = gc_info();
+    py::dict d;
+    d["collector_found"] = c.collector_found;
+    d["exact_passes"] = c.exact_passes;
+    d["conservative_traversals"] = c.conservative_traversals;
+    d["out_of_memory"] = c.out_of_memory;
+    d["gil_tss_key_found"] = gil_tss_key != nullptr;
+    return d;
+  });
 
   // Pickling and copying are refused with the stdlib's TypeError. (Without
   // this, pickle protocols 0 and 1 and __reduce__() reach pybind11's

@@ -194,6 +194,61 @@ TYPED_TEST(WriteLog, ForEachOwnedSkipsWhatACopyShares) {
   EXPECT_GE(n, 1);
 }
 
+// A collector that counts references itself (python/gc.cpp): a piece is walked when
+// every reference to it was reached.
+struct counting_walk {
+  std::map<const void*, std::uint32_t> seen;
+  std::map<const void*, int> walked;          // how often each piece was walked
+  std::map<const void*, int> entries;         // how often each entry was reported
+  bool enter(const void* piece, std::uint32_t refs) {
+    if (++seen[piece] != refs) return false;
+    ++walked[piece];
+    return true;
+  }
+  template <class E>
+  bool entry(const E& e) {
+    ++entries[&e];
+    return true;
+  }
+};
+
+struct stop_at_first {
+  int n = 0;
+  bool enter(const void*, std::uint32_t) { return true; }
+  template <class E>
+  bool entry(const E&) {
+    return ++n < 1;
+  }
+};
+
+TYPED_TEST(WriteLog, AWalkOfEveryHandleReportsEachEntryOnceAndNoneThatAnotherHandleShares) {
+  using map = typename TestFixture::map_type;
+  map a;
+  for (std::uint64_t k = 0; k < 40; ++k) a.assign(k, int_ptr(1));
+  map b = a;  // shares everything
+  for (std::uint64_t k = 0; k < 5; ++k) b.assign(k, int_ptr(2));  // a layer (or a fold) over it
+  map c = b;  // shares b's top
+  c.assign(100, int_ptr(3));
+
+  counting_walk all;
+  for (const map* m : {&a, &b, &c}) EXPECT_TRUE(m->walk_references(all));
+  for (const auto& [piece, n] : all.walked) EXPECT_EQ(n, 1);
+  for (const auto& [entry, n] : all.entries) EXPECT_EQ(n, 1) << "an entry reported twice";
+  // Every entry visible through a handle was reported.
+  for (const map* m : {&a, &b, &c})
+    for (const auto& e : *m) EXPECT_EQ(all.entries.count(&e), 1u);
+
+  counting_walk without_c;  // c also holds b's pieces: nothing only they hold is reported
+  for (const map* m : {&a, &b}) m->walk_references(without_c);
+  for (const auto& [entry, n] : without_c.entries) EXPECT_EQ(n, 1);
+  EXPECT_LT(without_c.entries.size(), all.entries.size());
+  for (const auto& [piece, n] : without_c.walked) EXPECT_EQ(all.walked.count(piece), 1u);
+
+  stop_at_first stop;
+  EXPECT_FALSE(c.walk_references(stop));
+  EXPECT_EQ(stop.n, 1);
+}
+
 TYPED_TEST(WriteLog, RandomWritesToManyCopiesMatchAReferenceMap) {
   using map = typename TestFixture::map_type;
   std::mt19937 rng(11);

@@ -95,6 +95,54 @@ class WritesWithoutTheGil(unittest.TestCase):
         self.assertEqual(asyncio.run(main()), ["t199999"] * 4)
 
 
+class SharedContextsBesideCppWrites(unittest.TestCase):
+    """Bug 5 with bug 2: the collector counts the layers a task's context shares with
+    copies (Python values in cycles through them) while C++ writes that context without
+    the GIL; it must never report a live value as garbage."""
+
+    def test_values_in_cycles_through_copies_stay_whole_while_cpp_writes_and_collections_run(self):
+        v = ctxvars.ContextVar("v")
+
+        class Request:
+            pass
+
+        def work(k):
+            reqs = []
+            for i in range(30):
+                r = Request()
+                r.data = list(range(k, k + 8))
+                v.set(r)
+                r.ctx = ctxvars.copy_context()  # r -> a copy sharing the layers -> r
+                reqs.append(r)
+            snap = ctxvars.copy_context()
+            bridge_ext.write_many(30000)  # without the GIL, in the context the copies share
+            whole = all(r.data == list(range(k, k + 8)) and r.ctx[v] is r for r in reqs)
+            return whole, v.get() is reqs[-1], snap[v] is reqs[-1], bridge_ext.tenant()
+
+        async def main():
+            stop = threading.Event()
+
+            def collect():
+                while not stop.is_set():
+                    gc.collect()
+
+            collectors = [threading.Thread(target=collect) for _ in range(2)]
+            for t in collectors:
+                t.start()
+            try:
+                return await asyncio.gather(*(asyncio.to_thread(work, k) for k in range(6)))
+            finally:
+                stop.set()
+                for t in collectors:
+                    t.join()
+
+        for _ in range(2):
+            self.assertEqual(asyncio.run(main()), [(True, True, True, "t29999")] * 6)
+        info = ctxvars._gc_info()
+        self.assertTrue(info["collector_found"])
+        self.assertGreater(info["exact_passes"], 0)
+
+
 class ExposedVariablesOfOneType(unittest.TestCase):
     """Bug 3: expose() of a second std::string variable (here, and in request_log)."""
 

@@ -114,6 +114,12 @@ class alignas(64) context_impl {
   // the address of its thread_state (see thread_state::thread_id).
   static std::uint64_t this_thread_tag() noexcept { return thread_id(this_thread_state()); }
   bool entered() const noexcept { return state_.load(std::memory_order_acquire) >= one_entry; }
+  // The references that keep this context alive: its handles, plus one per thread
+  // inside. For a collector outside the core that counts references itself (the
+  // Python module's, python/gc.cpp; see layered_map::walk_references). Acquire.
+  std::uint32_t references() const noexcept {
+    return static_cast<std::uint32_t>(state_.load(std::memory_order_acquire) & (one_entry - 1));
+  }
 
   // A consistent copy of the map, safe from any thread. O(1).
   context_map snapshot() const noexcept {

@@ -321,6 +321,27 @@ class layered_map {
     return 0;
   }
 
+  // Every counted reference this handle holds, for a collector outside the core
+  // that counts references itself (the Python module's, python/gc.cpp): v.enter(l,
+  // refs) for the reference to the top layer and each layer's to its parent, with
+  // the layer's reference count (acquire); when it returns true, the layer's logged
+  // entries with a value follow (v.entry(e), false: stop; masked ones too: the layer
+  // holds them), then its parent — or, for the bottom layer, which owns the trie,
+  // the trie's references (trie::walk_references; the layers above only borrow it).
+  // Returns false if v stopped the walk. No allocation.
+  // Thread safety: as for const operations, while this handle is not updated (the
+  // caller holds the writer lock of the context that owns it).
+  template <class Visitor>
+  bool walk_references(Visitor& v) const {
+    for (const layer* l = top_; l; l = l->parent) {
+      if (!v.enter(static_cast<const void*>(l), l->refs.load(std::memory_order_acquire))) return true;
+      for (std::uint32_t i = 0; i < l->count; ++i)
+        if (l->log()[i].value && !v.entry(l->log()[i])) return false;
+      if (!l->parent) return l->base.walk_references(v);
+    }
+    return true;
+  }
+
   // Throws std::logic_error describing the first broken rule.
   void check_invariants() const {
     auto fail = [](const std::string& what) { throw std::logic_error("write_log invariant: " + what); };

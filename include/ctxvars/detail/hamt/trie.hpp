@@ -248,6 +248,31 @@ class trie {
     return walk(walk, root_);
   }
 
+  // Every counted reference this handle holds, for a collector outside the core
+  // that counts references itself (the Python module's, python/gc.cpp): v.enter(n,
+  // refs) for each reference to a node — the root's, then each parent's to its
+  // children — with the node's reference count (acquire); when it returns true, the
+  // node's entries (v.entry(e), false: stop the walk) and children follow. A node
+  // reached through several references is entered once per reference. Returns
+  // false if v stopped it. No allocation; recursion depth at most max_levels.
+  // Thread safety: as for const operations, while no handle that owns one of these
+  // nodes alone is updated (the caller holds whatever lock keeps this handle still).
+  template <class Visitor>
+  bool walk_references(Visitor& v) const {
+    return !root_ || walk_node(root_, v);
+  }
+  template <class Visitor>
+  static bool walk_node(const node_type* n, Visitor& v) {
+    if (!v.enter(static_cast<const void*>(n), n->refs.load(std::memory_order_acquire))) return true;
+    const entry_type* d = n->data();
+    for (std::uint32_t i = 0; i < n->ndata; ++i)
+      if (!v.entry(d[i])) return false;
+    node_type* const* c = n->children();
+    for (std::uint32_t i = 0; i < n->nchild; ++i)
+      if (!walk_node(c[i], v)) return false;
+    return true;
+  }
+
  private:
   static constexpr unsigned max_levels = max_depth + 1;  // inner levels + collision level
 
