@@ -2,6 +2,7 @@
 #include "carrier.hpp"
 
 #include "cpython_layout.hpp"
+#include "contextvar.hpp"
 #include "gc.hpp"
 
 namespace ctxvars_python {
@@ -123,7 +124,11 @@ Binding& bind_here(ctxvars::context c, bool owns_ctx) {
   pyref obj = pyref::steal(reinterpret_cast<PyObject*>(raw));
   Binding& b = raw->b;
   b.owner = checked(PyWeakref_NewRef(here, nullptr));
+  // get's caches (contextvar.hpp): the stdlib's set does not advance the context's
+  // version; before (the old Binding may die inside, running finalizers) and after.
+  note_write();
   checked(PyContextVar_Set(carrier, obj.get()));  // the token, dropped at once
+  note_write();
   return b;  // kept alive by the stdlib context's mapping
 }
 

@@ -126,35 +126,52 @@ PyObject* var_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) noexc
     PyErr_Format(PyExc_TypeError, "get expected at most 1 argument, got %zd", nargs);
     return nullptr;
   }
-  return guarded([&]() -> PyObject* {
-    ContextVar& v = *built<ContextVar>(self);
+  ContextVar& v = *built<ContextVar>(self);
+  PyThreadState* ts = PyThreadState_Get();
+  PyObject* found;
+  if (v.cached_ver == write_version && v.cached_tsid == ts->id && v.cached_tsver == ts->context_ver) {
+    found = v.cached;  // the cache: nothing changed since the last get
+  } else {
     PyObject* bobj = nullptr;
     if (PyContextVar_Get(carrier, nullptr, &bobj) < 0) return nullptr;
+    found = nullptr;
     if (bobj) {
       // The current stdlib context holds the Binding, and nothing here runs Python
       // code that could change that: no reference of our own needed.
       Py_DECREF(bobj);
       const Binding* b = binding_of(bobj);
       const auto id = v.var.id();
-      if (owned_here(*b, PyThreadState_Get()->context)) {
+      if (owned_here(*b, ts->context)) {
         // Only this thread writes the context it owns: no snapshot needed.
         auto* impl = ctxvars::detail::context_access::impl(b->ctx);
         if (const ctxvars::detail::box_ptr* p = impl->map.find(id, id))
-          return Py_NewRef(ctxvars::detail::box_value<py_entry>(p->get()).value.get());
-      } else if (auto e = b->ctx.get(v.var)) {
-        return Py_NewRef(e->value.get());
+          found = ctxvars::detail::box_value<py_entry>(p->get()).value.get();
+      } else {
+        // Another stdlib context owns the Binding; it writes in place only while nobody
+        // shares it (see carrier.hpp), so the box found stays alive until a write here
+        // or there advances write_version.
+        const ctxvars::detail::context_map m = ctxvars::detail::context_access::impl(b->ctx)->snapshot();
+        if (const ctxvars::detail::box_ptr* p = m.find(id, id))
+          found = ctxvars::detail::box_value<py_entry>(p->get()).value.get();
       }
     }
-    if (nargs == 1) return Py_NewRef(args[0]);
-    if (v.default_.get()) return Py_NewRef(v.default_.get());
-    PyErr_SetObject(PyExc_LookupError, self);
-    return nullptr;
-  });
+    // PyContextVar_Get may have created the thread's stdlib context: its version now.
+    v.cached = found;
+    v.cached_tsid = ts->id;
+    v.cached_tsver = ts->context_ver;
+    v.cached_ver = write_version;
+  }
+  if (found) return Py_NewRef(found);
+  if (nargs == 1) return Py_NewRef(args[0]);
+  if (v.default_.get()) return Py_NewRef(v.default_.get());
+  PyErr_SetObject(PyExc_LookupError, self);
+  return nullptr;
 }
 
 PyObject* var_set(PyObject* self, PyObject* value) noexcept {
   return guarded([&]() -> PyObject* {
     ContextVar& v = *built<ContextVar>(self);
+    note_write();  // before anything changes: finalizers run below may cache what they read
     ctxvars::context& c = writable();
     current_scope cur(c);
     auto t = v.var.set(py_entry{pyref::borrow(self), pyref::borrow(value)});
@@ -180,6 +197,7 @@ PyObject* var_reset(PyObject* self, PyObject* tok) noexcept {
       PyErr_SetString(PyExc_ValueError, (token_repr(t, tok) + " was created by a different ContextVar").c_str());
       return nullptr;
     }
+    note_write();
     ctxvars::context& c = writable();
     current_scope cur(c);
     try {
