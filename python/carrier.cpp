@@ -116,6 +116,7 @@ PyTypeObject* make_binding_type() {
 // caller evaluates it before this allocates: PyObject_GC_New may run a collection,
 // whose finalizers may set variables and so rebind the current stdlib context.
 Binding& bind_here(ctxvars::context c, bool owns_ctx) {
+  gil_serialized(c);
   PyObject* here = current_stdlib_context();
   auto* raw = PyObject_GC_New(BindingObject, binding_type);
   if (!raw) throw py::error_already_set();
@@ -137,6 +138,7 @@ Binding& bind_here(ctxvars::context c, bool owns_ctx) {
 Binding& freeze_and_rebind(Binding& b) {
   const bool owns = b.owns_ctx;
   ctxvars::context snap = b.ctx.copy();
+  gil_serialized(snap);
   Binding& fresh = bind_here(b.ctx, owns);
   b.ctx = std::move(snap);
   b.owns_ctx = true;
@@ -155,6 +157,15 @@ const Binding* readable_binding(pyref& keep) {
 // freezes the shared Binding on a snapshot (the state every sharer saw) and binds
 // its own context afresh; anyone else binds a copy (copy on first write).
 ctxvars::context& writable() {
+  // The fast path: a Binding owned here and reachable from here only (read off the
+  // stdlib context's mapping directly: no look-up through the carrier, no reference).
+  if (PyObject* here = PyThreadState_Get()->context) {
+    PyObject* bobj = carrier_entry(here);
+    if (bobj && Py_REFCNT(bobj) == 1) {
+      Binding* b = binding_of(bobj);
+      if (owned_here(*b, here)) return b->ctx;
+    }
+  }
   // The stdlib context first: creating it allocates, and a collection there may run
   // finalizers that write (and bind). Nothing below allocates until bind_here.
   PyObject* here = current_stdlib_context();

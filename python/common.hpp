@@ -89,6 +89,15 @@ struct py_entry {
   pyref value;
 };
 
+// Marks a context the module made (before any other thread can reach it) as
+// serialised by the GIL: Python code reads and writes it holding the GIL, and C++ code
+// lent it by calling_context runs with the write hook installed (bridge.cpp), so its
+// writer skips the core's writer lock otherwise (context_impl::needs_lock).
+inline ctxvars::context& gil_serialized(ctxvars::context& c) noexcept {
+  ctxvars::detail::context_access::impl(c)->set_externally_serialized();
+  return c;
+}
+
 // Token.MISSING; deliberately never released (it must outlive every token,
 // including those destroyed after the interpreter finalised).
 inline PyObject* missing_sentinel = nullptr;

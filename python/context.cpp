@@ -20,6 +20,7 @@ namespace {
 // Both are made by the caller before this allocates (PyObject_GC_New may run a
 // collection, and finalizers may set variables).
 PyObject* new_context(ctxvars::context c, pyref s) {
+  gil_serialized(c);
   auto* o = PyObject_GC_New(ContextObject, context_type);
   if (!o) throw py::error_already_set();
   new (&o->c) Context{ctxvars::detail::context_access::take(c), std::move(s)};

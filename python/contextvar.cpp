@@ -4,6 +4,8 @@
 #include "carrier.hpp"
 #include "gc.hpp"
 
+#include <ctxvars/detail/var_access.hpp>
+
 #include <optional>
 
 namespace ctxvars_python {
@@ -172,9 +174,10 @@ PyObject* var_set(PyObject* self, PyObject* value) noexcept {
   return guarded([&]() -> PyObject* {
     ContextVar& v = *built<ContextVar>(self);
     note_write();  // before anything changes: finalizers run below may cache what they read
-    ctxvars::context& c = writable();
-    current_scope cur(c);
-    auto t = v.var.set(py_entry{pyref::borrow(self), pyref::borrow(value)});
+    // The task's context is written without becoming the thread's current one.
+    ctxvars::detail::context_impl* c = ctxvars::detail::context_access::impl(writable());
+    auto t = ctxvars::detail::var_access::set_in(v.var, ctxvars::detail::this_thread_state(), c,
+                                                 py_entry{pyref::borrow(self), pyref::borrow(value)});
     pyref old = t.old_value() ? t.old_value()->value : pyref::borrow(missing_sentinel);
     return new_token(Token{std::move(t), pyref::borrow(self), std::move(old)});
   });
@@ -198,10 +201,9 @@ PyObject* var_reset(PyObject* self, PyObject* tok) noexcept {
       return nullptr;
     }
     note_write();
-    ctxvars::context& c = writable();
-    current_scope cur(c);
+    ctxvars::detail::context_impl* c = ctxvars::detail::context_access::impl(writable());
     try {
-      v.var.reset(*t.tok);
+      ctxvars::detail::var_access::reset_in(v.var, ctxvars::detail::this_thread_state(), c, *t.tok);
     } catch (const ctxvars::foreign_token_error&) {
       PyErr_SetString(PyExc_ValueError, (token_repr(t, tok) + " was created in a different Context").c_str());
       return nullptr;
