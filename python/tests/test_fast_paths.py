@@ -164,5 +164,60 @@ class GetCache(unittest.TestCase):
         return out
 
 
+
+class LazyStdlibContext(unittest.TestCase):
+    """copy_context() keeps the stdlib mapping and makes the stdlib context at run()."""
+
+    @both
+    def test_stdlib_variables_inside_run_of_copies(self, mod):
+        sv = contextvars.ContextVar("sv", default="none")
+        v = mod.ContextVar("v", default="none")
+        sv.set("at copy")
+        v.set("at copy")
+        ctx = mod.copy_context()
+        sv.set("after copy")
+        v.set("after copy")
+        twin = ctx.copy()            # a copy of a copy that never ran
+        out = [ctx.run(lambda: (sv.get(), v.get()))]
+        ctx.run(sv.set, "in ctx")
+        ctx.run(v.set, "in ctx")
+        out.append(ctx.run(lambda: (sv.get(), v.get())))
+        out.append(twin.run(lambda: (sv.get(), v.get())))
+        out.append(ctx.copy().run(lambda: (sv.get(), v.get())))
+        out.append((sv.get(), v.get()))
+        out.append(mod.Context().run(lambda: (sv.get(), v.get())))
+        return out
+
+    @both
+    def test_a_task_created_inside_run_of_a_copy_sees_its_values(self, mod):
+        sv = contextvars.ContextVar("sv", default="none")
+        v = mod.ContextVar("v", default="none")
+
+        async def child():
+            return sv.get(), v.get()
+
+        async def main():
+            sv.set("copied")
+            v.set("copied")
+            ctx = mod.copy_context()
+            sv.set("later")
+            v.set("later")
+            task = ctx.run(asyncio.ensure_future, child())
+            return await task
+        return asyncio.run(main())
+
+    @both
+    def test_running_a_copy_twice_at_once_is_refused(self, mod):
+        ctx = mod.copy_context()
+
+        def inner():
+            try:
+                ctx.run(lambda: None)
+            except RuntimeError as e:
+                return "RuntimeError" + str(e).split(":")[0]
+            return "entered twice"
+        return ctx.run(inner)
+
+
 if __name__ == "__main__":
     unittest.main()
