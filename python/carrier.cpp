@@ -11,6 +11,8 @@ namespace {
 
 // The Binding of the current stdlib context (new reference), or nullptr.
 PyObject* current_binding() {
+  PyThreadState* ts = PyThreadState_Get();
+  if (ts->context) return Py_XNewRef(carrier_value(ts));
   PyObject* b = nullptr;
   if (PyContextVar_Get(carrier, nullptr, &b) < 0) throw py::error_already_set();
   return b;
@@ -24,16 +26,20 @@ PyObject* current_binding() {
 // node on the path to the carrier's entry is held once, and the Binding is held by
 // that one node (plus the caller's reference).
 
-// The carrier's value in `stdlib_ctx` if the path to it (the mapping and every node on
-// the way) is held once, else nullptr. Reads no reference count but those.
-PyObject* carrier_entry(PyObject* stdlib_ctx) noexcept {
-  PyObject* vars = vars_of(stdlib_ctx);
-  if (!vars || Py_REFCNT(vars) != 1) return nullptr;
+}  // namespace
+
+// The carrier's value in the stdlib mapping `vars` (borrowed), or nullptr; with
+// `exclusive_path`, also nullptr unless every node on the way is held once. A walk of
+// CPython 3.11's HAMT (Python/hamt.c) that reads no reference count but those.
+PyObject* carrier_in(PyObject* vars, bool exclusive_path) noexcept {
+  // hamt.c's hamt_hash: the object's hash folded to 32 bits, -1 taken to -2.
   const Py_hash_t h = reinterpret_cast<contextvar_layout*>(carrier)->var_hash;
-  const auto hash = static_cast<uint32_t>(static_cast<int32_t>(h & 0xffffffffL) ^ static_cast<int32_t>(h >> 32));
+  int32_t folded = static_cast<int32_t>(h & 0xffffffffL) ^ static_cast<int32_t>(h >> 32);
+  if (folded == -1) folded = -2;
+  const auto hash = static_cast<uint32_t>(folded);
   PyObject* node = reinterpret_cast<hamt_layout*>(vars)->h_root;
   for (uint32_t shift = 0; node && shift < 40; shift += 5) {
-    if (Py_REFCNT(node) != 1) return nullptr;
+    if (exclusive_path && Py_REFCNT(node) != 1) return nullptr;
     switch (kind_of(node)) {
       case node_kind::bitmap: {
         auto* n = reinterpret_cast<hamt_bitmap_layout*>(node);
@@ -62,6 +68,29 @@ PyObject* carrier_entry(PyObject* stdlib_ctx) noexcept {
     }
   }
   return nullptr;
+}
+
+PyObject* carrier_value(PyThreadState* ts) noexcept {
+  auto* var = reinterpret_cast<contextvar_layout*>(carrier);
+  if (var->var_cached && var->var_cached_tsid == ts->id && var->var_cached_tsver == ts->context_ver)
+    return var->var_cached;
+  PyObject* found = carrier_in(vars_of(ts->context), false);
+  if (found) {  // the cache as contextvar_get (Python/context.c) fills it
+    var->var_cached = found;
+    var->var_cached_tsid = ts->id;
+    var->var_cached_tsver = ts->context_ver;
+  }
+  return found;
+}
+
+namespace {
+
+// The carrier's value in `stdlib_ctx` if the path to it (the mapping and every node on
+// the way) is held once, else nullptr.
+PyObject* carrier_entry(PyObject* stdlib_ctx) noexcept {
+  PyObject* vars = vars_of(stdlib_ctx);
+  if (!vars || Py_REFCNT(vars) != 1) return nullptr;
+  return carrier_in(vars, true);
 }
 
 // True if `binding` (of which the caller holds one reference) is reachable from the

@@ -2,6 +2,7 @@
 #include "contextvar.hpp"
 
 #include "carrier.hpp"
+#include "cpython_layout.hpp"
 #include "gc.hpp"
 
 #include <ctxvars/detail/var_access.hpp>
@@ -134,13 +135,17 @@ PyObject* var_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) noexc
   if (v.cached_ver == write_version && v.cached_tsid == ts->id && v.cached_tsver == ts->context_ver) {
     found = v.cached;  // the cache: nothing changed since the last get
   } else {
+    // The current stdlib context holds the Binding, and nothing here runs Python code
+    // that could change that: no reference of our own needed.
     PyObject* bobj = nullptr;
-    if (PyContextVar_Get(carrier, nullptr, &bobj) < 0) return nullptr;
+    if (ts->context) {
+      bobj = carrier_value(ts);
+    } else {
+      if (PyContextVar_Get(carrier, nullptr, &bobj) < 0) return nullptr;  // makes the context
+      Py_XDECREF(bobj);
+    }
     found = nullptr;
     if (bobj) {
-      // The current stdlib context holds the Binding, and nothing here runs Python
-      // code that could change that: no reference of our own needed.
-      Py_DECREF(bobj);
       const Binding* b = binding_of(bobj);
       const auto id = v.var.id();
       if (owned_here(*b, ts->context)) {
