@@ -246,7 +246,11 @@ void freeze_for_cpp_write(ctxvars::detail::context_impl* impl) {
 ctxvars::context copy_current() {
   pyref keep;
   const Binding* b = readable_binding(keep);
-  return b ? b->ctx.copy() : ctxvars::context();
+  if (!b) return ctxvars::context();
+  ctxvars::detail::context_impl* impl = ctxvars::detail::context_access::impl(b->ctx);
+  // No C++ code holds the context (context_impl::needs_lock): the map is read in place.
+  if (!impl->needs_lock()) return ctxvars::detail::context_access::adopt(ctxvars::detail::plain_copy_of(impl, true));
+  return b->ctx.copy();
 }
 
 }  // namespace ctxvars_python

@@ -103,7 +103,11 @@ PyObject* context_run(PyObject* self, PyObject* const* args, size_t nargsf, PyOb
     run_top = &frame;
     PyObject* result = PyObject_Vectorcall(args[0], args + 1, static_cast<size_t>(nargs - 1), kwnames);
     run_top = frame.prev;
-    // Keep an exception raised by the call: exiting cannot fail here.
+    if (CTXVARS_LIKELY(result != nullptr)) {
+      if (PyContext_Exit(s) < 0) Py_CLEAR(result);
+      return result;
+    }
+    // Keep the exception raised by the call across the exit.
     PyObject *et, *ev, *tb;
     PyErr_Fetch(&et, &ev, &tb);
     PyContext_Exit(s);
