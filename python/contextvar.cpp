@@ -116,13 +116,6 @@ PyTypeObject* make_token_type() {
 
 namespace {
 
-PyObject* new_token(Token&& t) {
-  auto* o = PyObject_GC_New(TokenObject, token_type);
-  if (!o) throw py::error_already_set();
-  new (&o->t) Token(std::move(t));
-  PyObject_GC_Track(o);
-  return reinterpret_cast<PyObject*>(o);
-}
 
 PyObject* var_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) noexcept {
   if (nargs > 1) {
@@ -178,13 +171,30 @@ PyObject* var_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) noexc
 PyObject* var_set(PyObject* self, PyObject* value) noexcept {
   return guarded([&]() -> PyObject* {
     ContextVar& v = *built<ContextVar>(self);
+    // The token's memory first: its allocation may run a collection, whose finalizers may
+    // set variables. Nothing below allocates a Python object (writable() binds with
+    // collections paused), so the set and its token see one state, and the token is
+    // built in place.
+    struct unbuilt {
+      TokenObject* o;
+      ~unbuilt() {
+        if (o) {
+          PyObject_GC_Del(o);
+          Py_DECREF(token_type);  // PyObject_GC_New took a reference to the heap type
+        }
+      }
+    } mem{PyObject_GC_New(TokenObject, token_type)};
+    if (!mem.o) throw py::error_already_set();
     note_write();  // before anything changes: finalizers run below may cache what they read
     // The task's context is written without becoming the thread's current one.
     ctxvars::detail::context_impl* c = ctxvars::detail::context_access::impl(writable());
     auto t = ctxvars::detail::var_access::set_in(v.var, ctxvars::detail::this_thread_state(), c,
                                                  py_entry{pyref::borrow(self), pyref::borrow(value)});
     pyref old = t.old_value() ? t.old_value()->value : pyref::borrow(missing_sentinel);
-    return new_token(Token{std::move(t), pyref::borrow(self), std::move(old)});
+    new (&mem.o->t) Token{std::move(t), pyref::borrow(self), std::move(old)};
+    PyObject* o = reinterpret_cast<PyObject*>(std::exchange(mem.o, nullptr));
+    PyObject_GC_Track(o);
+    return o;
   });
 }
 

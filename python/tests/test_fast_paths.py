@@ -219,5 +219,46 @@ class LazyStdlibContext(unittest.TestCase):
         return ctx.run(inner)
 
 
+
+class ReadersBesideCppWrites(unittest.TestCase):
+    """The module's contexts skip the core's writer lock unless C++ code holds them
+    (calling_context): Python readers on other threads must still lock while C++ writes
+    without the GIL, and see every write once the call returned."""
+
+    def test_python_reads_a_context_that_cpp_writes_without_the_gil_on_another_thread(self):
+        try:
+            import bridge_ext
+        except ImportError:
+            self.skipTest("bridge_ext not built")
+        v = ctxvars.ContextVar("v")
+        ctx = ctxvars.Context()
+        ctx.run(v.set, "python")
+        stop = threading.Event()
+        seen = []
+
+        def read():
+            while not stop.is_set():
+                c = ctx.copy()
+                seen.append((len(ctx), ctx.get(v), v in ctx, c.run(v.get), len(list(ctx.items()))))
+                gc.collect(0)
+
+        def write_in_ctx(n):
+            v.set("python %d" % n)
+            bridge_ext.write_many(20000)   # C++ writes, without the GIL
+            return bridge_ext.tenant()
+
+        t = threading.Thread(target=read)
+        t.start()
+        try:
+            results = [ctx.run(write_in_ctx, i) for i in range(10)]
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(results, ["t19999"] * 10)
+        self.assertEqual(ctx.run(v.get), "python 9")
+        self.assertTrue(seen)
+        self.assertTrue(all(r[0] == 1 and r[2] and r[4] == 1 for r in seen), seen[:3])
+
+
 if __name__ == "__main__":
     unittest.main()
