@@ -68,7 +68,11 @@ PyTypeObject* make_token_type() {
       {Py_tp_dealloc, reinterpret_cast<void*>(+[](PyObject* self) {
          PyTypeObject* tp = Py_TYPE(self);
          PyObject_GC_UnTrack(self);
-         token_of(self).~Token();
+         Token& t = token_of(self);
+         // A deallocator runs with the GIL: no check needed for the token's own references.
+         Py_XDECREF(t.old.release());
+         Py_XDECREF(t.var.release());
+         t.~Token();
          tp->tp_free(self);
          Py_DECREF(tp);
        })},
