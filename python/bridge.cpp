@@ -70,8 +70,10 @@ void api_leave(saved_state* s) noexcept {
     ctxvars::detail::switch_back(ctxvars::detail::this_thread_state(), impl,
                                  {static_cast<ctxvars::detail::context_impl*>(s->previous), s->previous_version});
   innermost = s->outer;
+  // release: may run without the GIL; the next reader that sees no hook (and so skips
+  // the writer lock, context_impl::needs_lock) sees every write made under it.
   impl->before_write.store(reinterpret_cast<ctxvars::detail::context_impl::write_hook>(s->outer_hook),
-                           std::memory_order_relaxed);
+                           std::memory_order_release);
   impl->release();
 }
 

@@ -2,6 +2,7 @@
 #include "carrier.hpp"
 
 #include "cpython_layout.hpp"
+#include "contextvar.hpp"
 #include "gc.hpp"
 
 namespace ctxvars_python {
@@ -10,6 +11,8 @@ namespace {
 
 // The Binding of the current stdlib context (new reference), or nullptr.
 PyObject* current_binding() {
+  PyThreadState* ts = PyThreadState_Get();
+  if (ts->context) return Py_XNewRef(carrier_value(ts));
   PyObject* b = nullptr;
   if (PyContextVar_Get(carrier, nullptr, &b) < 0) throw py::error_already_set();
   return b;
@@ -23,16 +26,20 @@ PyObject* current_binding() {
 // node on the path to the carrier's entry is held once, and the Binding is held by
 // that one node (plus the caller's reference).
 
-// The carrier's value in `stdlib_ctx` if the path to it (the mapping and every node on
-// the way) is held once, else nullptr. Reads no reference count but those.
-PyObject* carrier_entry(PyObject* stdlib_ctx) noexcept {
-  PyObject* vars = vars_of(stdlib_ctx);
-  if (!vars || Py_REFCNT(vars) != 1) return nullptr;
+}  // namespace
+
+// The carrier's value in the stdlib mapping `vars` (borrowed), or nullptr; with
+// `exclusive_path`, also nullptr unless every node on the way is held once. A walk of
+// CPython 3.11's HAMT (Python/hamt.c) that reads no reference count but those.
+PyObject* carrier_in(PyObject* vars, bool exclusive_path) noexcept {
+  // hamt.c's hamt_hash: the object's hash folded to 32 bits, -1 taken to -2.
   const Py_hash_t h = reinterpret_cast<contextvar_layout*>(carrier)->var_hash;
-  const auto hash = static_cast<uint32_t>(static_cast<int32_t>(h & 0xffffffffL) ^ static_cast<int32_t>(h >> 32));
+  int32_t folded = static_cast<int32_t>(h & 0xffffffffL) ^ static_cast<int32_t>(h >> 32);
+  if (folded == -1) folded = -2;
+  const auto hash = static_cast<uint32_t>(folded);
   PyObject* node = reinterpret_cast<hamt_layout*>(vars)->h_root;
   for (uint32_t shift = 0; node && shift < 40; shift += 5) {
-    if (Py_REFCNT(node) != 1) return nullptr;
+    if (exclusive_path && Py_REFCNT(node) != 1) return nullptr;
     switch (kind_of(node)) {
       case node_kind::bitmap: {
         auto* n = reinterpret_cast<hamt_bitmap_layout*>(node);
@@ -61,6 +68,29 @@ PyObject* carrier_entry(PyObject* stdlib_ctx) noexcept {
     }
   }
   return nullptr;
+}
+
+PyObject* carrier_value(PyThreadState* ts) noexcept {
+  auto* var = reinterpret_cast<contextvar_layout*>(carrier);
+  if (var->var_cached && var->var_cached_tsid == ts->id && var->var_cached_tsver == ts->context_ver)
+    return var->var_cached;
+  PyObject* found = carrier_in(vars_of(ts->context), false);
+  if (found) {  // the cache as contextvar_get (Python/context.c) fills it
+    var->var_cached = found;
+    var->var_cached_tsid = ts->id;
+    var->var_cached_tsver = ts->context_ver;
+  }
+  return found;
+}
+
+namespace {
+
+// The carrier's value in `stdlib_ctx` if the path to it (the mapping and every node on
+// the way) is held once, else nullptr.
+PyObject* carrier_entry(PyObject* stdlib_ctx) noexcept {
+  PyObject* vars = vars_of(stdlib_ctx);
+  if (!vars || Py_REFCNT(vars) != 1) return nullptr;
+  return carrier_in(vars, true);
 }
 
 // True if `binding` (of which the caller holds one reference) is reachable from the
@@ -115,6 +145,7 @@ PyTypeObject* make_binding_type() {
 // caller evaluates it before this allocates: PyObject_GC_New may run a collection,
 // whose finalizers may set variables and so rebind the current stdlib context.
 Binding& bind_here(ctxvars::context c, bool owns_ctx) {
+  gil_serialized(c);
   PyObject* here = current_stdlib_context();
   auto* raw = PyObject_GC_New(BindingObject, binding_type);
   if (!raw) throw py::error_already_set();
@@ -123,7 +154,11 @@ Binding& bind_here(ctxvars::context c, bool owns_ctx) {
   pyref obj = pyref::steal(reinterpret_cast<PyObject*>(raw));
   Binding& b = raw->b;
   b.owner = checked(PyWeakref_NewRef(here, nullptr));
+  // get's caches (contextvar.hpp): the stdlib's set does not advance the context's
+  // version; before (the old Binding may die inside, running finalizers) and after.
+  note_write();
   checked(PyContextVar_Set(carrier, obj.get()));  // the token, dropped at once
+  note_write();
   return b;  // kept alive by the stdlib context's mapping
 }
 
@@ -132,6 +167,7 @@ Binding& bind_here(ctxvars::context c, bool owns_ctx) {
 Binding& freeze_and_rebind(Binding& b) {
   const bool owns = b.owns_ctx;
   ctxvars::context snap = b.ctx.copy();
+  gil_serialized(snap);
   Binding& fresh = bind_here(b.ctx, owns);
   b.ctx = std::move(snap);
   b.owns_ctx = true;
@@ -150,6 +186,15 @@ const Binding* readable_binding(pyref& keep) {
 // freezes the shared Binding on a snapshot (the state every sharer saw) and binds
 // its own context afresh; anyone else binds a copy (copy on first write).
 ctxvars::context& writable() {
+  // The fast path: a Binding owned here and reachable from here only (read off the
+  // stdlib context's mapping directly: no look-up through the carrier, no reference).
+  if (PyObject* here = PyThreadState_Get()->context) {
+    PyObject* bobj = carrier_entry(here);
+    if (bobj && Py_REFCNT(bobj) == 1) {
+      Binding* b = binding_of(bobj);
+      if (owned_here(*b, here)) return b->ctx;
+    }
+  }
   // The stdlib context first: creating it allocates, and a collection there may run
   // finalizers that write (and bind). Nothing below allocates until bind_here.
   PyObject* here = current_stdlib_context();
@@ -201,7 +246,11 @@ void freeze_for_cpp_write(ctxvars::detail::context_impl* impl) {
 ctxvars::context copy_current() {
   pyref keep;
   const Binding* b = readable_binding(keep);
-  return b ? b->ctx.copy() : ctxvars::context();
+  if (!b) return ctxvars::context();
+  ctxvars::detail::context_impl* impl = ctxvars::detail::context_access::impl(b->ctx);
+  // No C++ code holds the context (context_impl::needs_lock): the map is read in place.
+  if (!impl->needs_lock()) return ctxvars::detail::context_access::adopt(ctxvars::detail::plain_copy_of(impl, true));
+  return b->ctx.copy();
 }
 
 }  // namespace ctxvars_python

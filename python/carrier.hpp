@@ -45,6 +45,15 @@ inline bool owned_here(const Binding& b, PyObject* stdlib_ctx) noexcept {
   return b.owner.get() && stdlib_ctx && weak_target(b.owner) == stdlib_ctx;
 }
 
+// The carrier's value (borrowed: a Binding) in the stdlib mapping `vars`, or nullptr;
+// with `exclusive_path`, nullptr too unless every HAMT node on the way is held once.
+PyObject* carrier_in(PyObject* vars, bool exclusive_path) noexcept;
+// The carrier's value (borrowed) in the thread's current stdlib context (ts->context,
+// not null): what PyContextVar_Get returns, through the carrier's own cache (which it
+// fills as CPython does) without the call, and on a miss (after every context switch)
+// a walk of the mapping instead of CPython's look-up.
+PyObject* carrier_value(PyThreadState* ts) noexcept;
+
 // The ctxvars context to read in the current stdlib context (null: none yet);
 // `keep` holds the Binding alive.
 const Binding* readable_binding(pyref& keep);

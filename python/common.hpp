@@ -57,6 +57,19 @@ class pyref {
   ~pyref() { drop(p_); }
   PyObject* get() const noexcept { return p_; }
   py::object object() const { return py::reinterpret_borrow<py::object>(p_); }
+  // Gives up the reference (the caller releases it).
+  PyObject* release() noexcept { return std::exchange(p_, nullptr); }
+  // Drops two references with one check of the GIL (a value box's entry).
+  static void drop_pair(PyObject* a, PyObject* b) noexcept {
+    if (!a && !b) return;  // a moved-from entry
+    if (CTXVARS_LIKELY(this_thread_holds_gil())) {
+      Py_XDECREF(a);
+      Py_XDECREF(b);
+      return;
+    }
+    drop(a);
+    drop(b);
+  }
 
  private:
   explicit pyref(PyObject* o) noexcept : p_(o) {}
@@ -95,7 +108,23 @@ inline pyref checked(PyObject* new_ref) {
 struct py_entry {
   pyref var;
   pyref value;
+  py_entry(pyref v, pyref x) noexcept : var(std::move(v)), value(std::move(x)) {}
+  py_entry(const py_entry&) noexcept = default;
+  py_entry(py_entry&&) noexcept = default;
+  py_entry& operator=(const py_entry&) noexcept = default;
+  py_entry& operator=(py_entry&&) noexcept = default;
+  // One check of the GIL for both references.
+  ~py_entry() { pyref::drop_pair(var.release(), value.release()); }
 };
+
+// Marks a context the module made (before any other thread can reach it) as
+// serialised by the GIL: Python code reads and writes it holding the GIL, and C++ code
+// lent it by calling_context runs with the write hook installed (bridge.cpp), so its
+// writer skips the core's writer lock otherwise (context_impl::needs_lock).
+inline ctxvars::context& gil_serialized(ctxvars::context& c) noexcept {
+  ctxvars::detail::context_access::impl(c)->set_externally_serialized();
+  return c;
+}
 
 // Token.MISSING; deliberately never released (it must outlive every token,
 // including those destroyed after the interpreter finalised).

@@ -3,6 +3,7 @@
 
 #include "carrier.hpp"
 #include "contextvar.hpp"
+#include "cpython_layout.hpp"
 #include "gc.hpp"
 
 #include <structmember.h>
@@ -20,12 +21,39 @@ namespace {
 // Both are made by the caller before this allocates (PyObject_GC_New may run a
 // collection, and finalizers may set variables).
 PyObject* new_context(ctxvars::context c, pyref s) {
+  gil_serialized(c);
   auto* o = PyObject_GC_New(ContextObject, context_type);
   if (!o) throw py::error_already_set();
   new (&o->c) Context{ctxvars::detail::context_access::take(c), std::move(s)};
   o->weakrefs = nullptr;
   PyObject_GC_Track(o);
   return reinterpret_cast<PyObject*>(o);
+}
+
+// A Context's stdlib context (borrowed; null after the collector cleared it). copy_context()
+// and Context.copy() keep only the stdlib mapping they copied (an immutable HAMT, one
+// reference: what a stdlib copy would share) in `stdlib`; the stdlib context itself is
+// made from it here, when run() first needs it — most copies are never run.
+PyObject* stdlib_of(Context& c) {
+  PyObject* s = c.stdlib.get();
+  if (!s || PyContext_CheckExact(s)) return s;
+  pyref made;
+  {
+    // A collection in the allocation could run a finalizer that runs this very Context.
+    const gc_paused no_collection;
+    made = checked(PyContext_New());
+  }
+  PyObject*& vars = reinterpret_cast<stdlib_context_layout*>(made.get())->ctx_vars;
+  Py_SETREF(vars, Py_NewRef(s));
+  c.stdlib = std::move(made);  // releases our reference to the mapping
+  return c.stdlib.get();
+}
+
+// The stdlib mapping a copy of `c` starts from (new reference; null if cleared).
+pyref stdlib_mapping_of(const Context& c) {
+  PyObject* s = c.stdlib.get();
+  if (!s) return pyref();
+  return pyref::borrow(PyContext_CheckExact(s) ? vars_of(s) : s);
 }
 
 // The (var, value) pairs of a context that Python variables put there.
@@ -57,7 +85,7 @@ PyObject* context_run(PyObject* self, PyObject* const* args, size_t nargsf, PyOb
   }
   return guarded([&]() -> PyObject* {
     Context& c = context_of(self);
-    PyObject* s = c.stdlib.get();
+    PyObject* s = stdlib_of(c);
     if (!s) {
       PyErr_SetString(PyExc_TypeError, "this Context was cleared by the garbage collector");
       return nullptr;
@@ -75,7 +103,11 @@ PyObject* context_run(PyObject* self, PyObject* const* args, size_t nargsf, PyOb
     run_top = &frame;
     PyObject* result = PyObject_Vectorcall(args[0], args + 1, static_cast<size_t>(nargs - 1), kwnames);
     run_top = frame.prev;
-    // Keep an exception raised by the call: exiting cannot fail here.
+    if (CTXVARS_LIKELY(result != nullptr)) {
+      if (PyContext_Exit(s) < 0) Py_CLEAR(result);
+      return result;
+    }
+    // Keep the exception raised by the call across the exit.
     PyObject *et, *ev, *tb;
     PyErr_Fetch(&et, &ev, &tb);
     PyContext_Exit(s);
@@ -117,7 +149,7 @@ PyTypeObject* make_context_type() {
              PyErr_SetString(PyExc_TypeError, "this Context was cleared by the garbage collector");
              return nullptr;
            }
-           pyref s = checked(PyContext_Copy(c.stdlib.get()));
+           pyref s = stdlib_mapping_of(c);
            return new_context(c.ctx.copy(), std::move(s));
          });
        },
@@ -246,8 +278,11 @@ void add_context(py::module_& m) {
   static PyMethodDef copy_context_def = {
       "copy_context", +[](PyObject*, PyObject*) -> PyObject* {
         return guarded([] {
-          // The stdlib copy first, then ours, both before the Context is allocated.
-          pyref s = checked(PyContext_CopyCurrent());
+          // The stdlib mapping first, then our copy, both before the Context is allocated
+          // (nothing between them allocates a Python object: no finalizer can run). The
+          // stdlib context is made from the mapping when run() needs it (stdlib_of).
+          PyThreadState* ts = PyThreadState_Get();
+          pyref s = ts->context ? pyref::borrow(vars_of(ts->context)) : checked(PyContext_CopyCurrent());
           return new_context(copy_current(), std::move(s));
         });
       },

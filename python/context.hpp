@@ -10,7 +10,9 @@ namespace ctxvars_python {
 // so that tasks and callbacks created inside copy a stdlib context bound to `ctx`.
 struct Context {
   ctxvars::context ctx;
-  pyref stdlib;  // null only after the collector cleared it
+  // The stdlib context, or until run() first needs one the stdlib mapping (a HAMT) to
+  // make it from (context.cpp, stdlib_of); null only after the collector cleared it.
+  pyref stdlib;
 };
 
 struct ContextObject {

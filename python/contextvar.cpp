@@ -2,7 +2,10 @@
 #include "contextvar.hpp"
 
 #include "carrier.hpp"
+#include "cpython_layout.hpp"
 #include "gc.hpp"
+
+#include <ctxvars/detail/var_access.hpp>
 
 #include <optional>
 
@@ -65,7 +68,11 @@ PyTypeObject* make_token_type() {
       {Py_tp_dealloc, reinterpret_cast<void*>(+[](PyObject* self) {
          PyTypeObject* tp = Py_TYPE(self);
          PyObject_GC_UnTrack(self);
-         token_of(self).~Token();
+         Token& t = token_of(self);
+         // A deallocator runs with the GIL: no check needed for the token's own references.
+         Py_XDECREF(t.old.release());
+         Py_XDECREF(t.var.release());
+         t.~Token();
          tp->tp_free(self);
          Py_DECREF(tp);
        })},
@@ -100,53 +107,85 @@ PyTypeObject* make_token_type() {
 
 namespace {
 
-PyObject* new_token(Token&& t) {
-  auto* o = PyObject_GC_New(TokenObject, token_type);
-  if (!o) throw py::error_already_set();
-  new (&o->t) Token(std::move(t));
-  PyObject_GC_Track(o);
-  return reinterpret_cast<PyObject*>(o);
-}
 
 PyObject* var_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) noexcept {
   if (nargs > 1) {
     PyErr_Format(PyExc_TypeError, "get expected at most 1 argument, got %zd", nargs);
     return nullptr;
   }
-  return guarded([&]() -> PyObject* {
-    ContextVar& v = *built<ContextVar>(self);
+  ContextVar& v = *built<ContextVar>(self);
+  PyThreadState* ts = PyThreadState_Get();
+  PyObject* found;
+  if (v.cached_ver == write_version && v.cached_tsid == ts->id && v.cached_tsver == ts->context_ver) {
+    found = v.cached;  // the cache: nothing changed since the last get
+  } else {
+    // The current stdlib context holds the Binding, and nothing here runs Python code
+    // that could change that: no reference of our own needed.
     PyObject* bobj = nullptr;
-    if (PyContextVar_Get(carrier, nullptr, &bobj) < 0) return nullptr;
+    if (ts->context) {
+      bobj = carrier_value(ts);
+    } else {
+      if (PyContextVar_Get(carrier, nullptr, &bobj) < 0) return nullptr;  // makes the context
+      Py_XDECREF(bobj);
+    }
+    found = nullptr;
     if (bobj) {
-      // The current stdlib context holds the Binding, and nothing here runs Python
-      // code that could change that: no reference of our own needed.
-      Py_DECREF(bobj);
       const Binding* b = binding_of(bobj);
       const auto id = v.var.id();
-      if (owned_here(*b, PyThreadState_Get()->context)) {
+      if (owned_here(*b, ts->context)) {
         // Only this thread writes the context it owns: no snapshot needed.
         auto* impl = ctxvars::detail::context_access::impl(b->ctx);
         if (const ctxvars::detail::box_ptr* p = impl->map.find(id, id))
-          return Py_NewRef(ctxvars::detail::box_value<py_entry>(p->get()).value.get());
-      } else if (auto e = b->ctx.get(v.var)) {
-        return Py_NewRef(e->value.get());
+          found = ctxvars::detail::box_value<py_entry>(p->get()).value.get();
+      } else {
+        // Another stdlib context owns the Binding; it writes in place only while nobody
+        // shares it (see carrier.hpp), so the box found stays alive until a write here
+        // or there advances write_version.
+        const ctxvars::detail::context_map m = ctxvars::detail::context_access::impl(b->ctx)->snapshot();
+        if (const ctxvars::detail::box_ptr* p = m.find(id, id))
+          found = ctxvars::detail::box_value<py_entry>(p->get()).value.get();
       }
     }
-    if (nargs == 1) return Py_NewRef(args[0]);
-    if (v.default_.get()) return Py_NewRef(v.default_.get());
-    PyErr_SetObject(PyExc_LookupError, self);
-    return nullptr;
-  });
+    // PyContextVar_Get may have created the thread's stdlib context: its version now.
+    v.cached = found;
+    v.cached_tsid = ts->id;
+    v.cached_tsver = ts->context_ver;
+    v.cached_ver = write_version;
+  }
+  if (found) return Py_NewRef(found);
+  if (nargs == 1) return Py_NewRef(args[0]);
+  if (v.default_.get()) return Py_NewRef(v.default_.get());
+  PyErr_SetObject(PyExc_LookupError, self);
+  return nullptr;
 }
 
 PyObject* var_set(PyObject* self, PyObject* value) noexcept {
   return guarded([&]() -> PyObject* {
     ContextVar& v = *built<ContextVar>(self);
-    ctxvars::context& c = writable();
-    current_scope cur(c);
-    auto t = v.var.set(py_entry{pyref::borrow(self), pyref::borrow(value)});
+    // The token's memory first: its allocation may run a collection, whose finalizers may
+    // set variables. Nothing below allocates a Python object (writable() binds with
+    // collections paused), so the set and its token see one state, and the token is
+    // built in place.
+    struct unbuilt {
+      TokenObject* o;
+      ~unbuilt() {
+        if (o) {
+          PyObject_GC_Del(o);
+          Py_DECREF(token_type);  // PyObject_GC_New took a reference to the heap type
+        }
+      }
+    } mem{PyObject_GC_New(TokenObject, token_type)};
+    if (!mem.o) throw py::error_already_set();
+    note_write();  // before anything changes: finalizers run below may cache what they read
+    // The task's context is written without becoming the thread's current one.
+    ctxvars::detail::context_impl* c = ctxvars::detail::context_access::impl(writable());
+    auto t = ctxvars::detail::var_access::set_in(v.var, ctxvars::detail::this_thread_state(), c,
+                                                 py_entry{pyref::borrow(self), pyref::borrow(value)});
     pyref old = t.old_value() ? t.old_value()->value : pyref::borrow(missing_sentinel);
-    return new_token(Token{std::move(t), pyref::borrow(self), std::move(old)});
+    new (&mem.o->t) Token{std::move(t), pyref::borrow(self), std::move(old)};
+    PyObject* o = reinterpret_cast<PyObject*>(std::exchange(mem.o, nullptr));
+    PyObject_GC_Track(o);
+    return o;
   });
 }
 
@@ -167,10 +206,10 @@ PyObject* var_reset(PyObject* self, PyObject* tok) noexcept {
       PyErr_SetString(PyExc_ValueError, (token_repr(t, tok) + " was created by a different ContextVar").c_str());
       return nullptr;
     }
-    ctxvars::context& c = writable();
-    current_scope cur(c);
+    note_write();
+    ctxvars::detail::context_impl* c = ctxvars::detail::context_access::impl(writable());
     try {
-      v.var.reset(*t.tok);
+      ctxvars::detail::var_access::reset_in(v.var, ctxvars::detail::this_thread_state(), c, *t.tok);
     } catch (const ctxvars::foreign_token_error&) {
       PyErr_SetString(PyExc_ValueError, (token_repr(t, tok) + " was created in a different Context").c_str());
       return nullptr;

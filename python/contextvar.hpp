@@ -15,6 +15,14 @@ struct ContextVar {
   pyref name;      // the str (or str subclass) object given, kept as is
   pyref default_;  // null: no default
 
+  // get's cache, as CPython's ContextVar keeps one: the value the last get found
+  // (borrowed, null: no value), valid while the thread state, its stdlib context
+  // version and the module's write version are those recorded (see write_version).
+  PyObject* cached = nullptr;
+  std::uint64_t cached_tsid = 0;
+  std::uint64_t cached_tsver = 0;
+  std::uint64_t cached_ver = 0;  // 0: nothing cached
+
   ContextVar(pyref n, pyref d) : var(utf8_name(n.get())), name(std::move(n)), default_(std::move(d)) {}
 };
 
@@ -26,6 +34,14 @@ struct Token {
 };
 
 inline PyTypeObject* contextvar_type = nullptr;
+
+// Advanced (under the GIL) by everything that may change what a variable's get returns
+// in the current stdlib context without changing that context or its version: every
+// set and reset from Python, and every binding of a ctxvars context in a stdlib
+// context (the stdlib's own set of the carrier does not advance ts->context_ver). A
+// value cached by get stays alive until then: only a write drops a box.
+inline std::uint64_t write_version = 1;
+inline void note_write() noexcept { ++write_version; }
 
 struct TokenObject {
   PyObject_HEAD

@@ -191,8 +191,10 @@ struct context_access {
     context_impl* prev = std::exchange(to.impl_, std::exchange(from.impl_, nullptr));
     if (prev) prev->release();  // last: the old context's values' destructors are user code
   }
-  // A new handle to an existing context (takes one reference).
+  // A new handle to an existing context (takes one reference). The handle may
+  // travel to any thread: the context stops being externally serialised.
   static context make(context_impl* c) noexcept {
+    c->clear_externally_serialized();
     c->retain();
     return context(c);
   }

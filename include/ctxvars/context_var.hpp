@@ -239,12 +239,44 @@ class context_var {
   // (see config.hpp).
 #if CTXVARS_DEBUG_CHECKS
   token<T> set(T value, debug::source_location where = debug::source_location::current()) {
+    detail::thread_state& st = detail::this_thread_state();
+    detail::context_impl* c = st.current;
+    if (CTXVARS_UNLIKELY(!c)) c = detail::writable_context();
+    return set_in(st, c, std::move(value), where);
+  }
 #else
   token<T> set(T value) {
+    detail::thread_state& st = detail::this_thread_state();
+    detail::context_impl* c = st.current;
+    if (CTXVARS_UNLIKELY(!c)) c = detail::writable_context();
+    return set_in(st, c, std::move(value));
+  }
+#endif
+
+  // Restores the value from before `t`'s set (or removes the variable if it
+  // had none) in the current context, and marks `t` used.
+  // Throws used_token_error if `t` was used; foreign_token_error if `t` belongs
+  // to another variable or was created in another context. Strong guarantee:
+  // on any throw (std::bad_alloc included) neither the context nor `t` changed.
+  void reset(token<T>& t) {
+    detail::thread_state& st = detail::this_thread_state();
+    reset_in(st, st.current, t);
+  }
+
+ private:
+  friend struct detail::var_access;
+  // set and reset in context `c` (the current one, or — for the Python module, through
+  // var_access — a context whose writer is this thread without it being current: `c`
+  // then gets a fresh cache version when it next becomes current, as its modification
+  // count changed, and this variable's slot is cleared in case `c` is an outer context
+  // of this thread that a switch_back would restore with its old version).
+#if CTXVARS_DEBUG_CHECKS
+  token<T> set_in(detail::thread_state& st, detail::context_impl* c, T value,
+                  debug::source_location where = debug::source_location::current()) {
+#else
+  token<T> set_in(detail::thread_state& st, detail::context_impl* c, T value) {
 #endif
     detail::box_ptr box = detail::make_box<T>(info_, std::move(value));
-    detail::context_impl* c = detail::this_thread_state().current;
-    if (CTXVARS_UNLIKELY(!c)) c = detail::writable_context();
     // What the update retires (a fold's old layers may hold the last
     // reference to masked values): released when set returns, after the
     // cache, the token and the watchers are final. Declared before `t`, so
@@ -252,7 +284,7 @@ class context_var {
     detail::context_map::retired dropped;
 #if CTXVARS_DEBUG_CHECKS
     box.get()->where = where;
-    detail::debug::check_set(name(), c == detail::this_thread_state().base, where);
+    detail::debug::check_set(name(), c == st.base, where);
 #endif
     token<T> t(this, id_, c->id);
     detail::box_base* const added = box.get();
@@ -260,7 +292,7 @@ class context_var {
     c->assign(id_, std::move(box), t.old_box_, dropped);
     // The cache first: the copy below is user code, which may set this very
     // variable again (and then rewrites the slot itself).
-    remember(now);
+    remember_in(st, c, now);
     t.had_old_ = static_cast<bool>(t.old_box_);
     // Watchers before the copy below: that copy is user code which may set
     // this variable again, displacing (and freeing) `added`.
@@ -273,16 +305,9 @@ class context_var {
     }
     return t;
   }
-
-  // Restores the value from before `t`'s set (or removes the variable if it
-  // had none) in the current context, and marks `t` used.
-  // Throws used_token_error if `t` was used; foreign_token_error if `t` belongs
-  // to another variable or was created in another context. Strong guarantee:
-  // on any throw (std::bad_alloc included) neither the context nor `t` changed.
-  void reset(token<T>& t) {
+  void reset_in(detail::thread_state& st, detail::context_impl* c, token<T>& t) {
     if (t.state_ != token<T>::state::live) detail::throw_used_token(name(), t.state_ == token<T>::state::moved_from);
     if (t.var_id_ != id_) detail::throw_foreign_var(name(), t.var_id_);
-    detail::context_impl* c = detail::this_thread_state().current;
     if (!c || c->id != t.ctx_id_) detail::throw_foreign_context(name());
     // `dropped` (what a fold retired) and `displaced` die last: their values'
     // destructors (user code) see the reset complete, the cache right and
@@ -296,10 +321,10 @@ class context_var {
         c->assign(id_, detail::box_ptr(t.old_box_), displaced, dropped);  // the token keeps it: old_value()
       else
         c->assign(id_, std::move(t.old_box_), displaced, dropped);
-      remember(now);
+      remember_in(st, c, now);
     } else {
       c->remove(id_, displaced, dropped);
-      remember(nullptr);
+      remember_in(st, c, nullptr);
     }
     // A generator's layer may have shown its consumer's value instead (see
     // detail::context_layer): cache what is there now.
@@ -308,7 +333,15 @@ class context_var {
     if (CTXVARS_UNLIKELY(detail::watching() & detail::watching_values))
       detail::notify_value(id_, displaced.get(), restored);
   }
+  void remember_in(detail::thread_state& st, const detail::context_impl* c, const T* v) const noexcept {
+    detail::cache_slot& s = detail::slot_for(st, id_);
+    if (CTXVARS_LIKELY(st.current == c))
+      s = {id_, st.version, v};
+    else if (s.id == id_)
+      s = {0, 0, nullptr};
+  }
 
+ public:
   // set(value) now, reset when the returned guard is destroyed (see scoped_value).
 #if CTXVARS_DEBUG_CHECKS
   scoped_value<T> scoped_set(T value, debug::source_location where = debug::source_location::current()) {
@@ -346,7 +379,6 @@ class context_var {
     return i;
   }
 
-  friend struct detail::var_access;
   // The default first: if its copy throws, no identity was made (none leaks).
   std::optional<T> default_;
   detail::var_info* info_;

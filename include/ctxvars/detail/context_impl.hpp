@@ -123,7 +123,7 @@ class alignas(64) context_impl {
 
   // A consistent copy of the map, safe from any thread. O(1).
   context_map snapshot() const noexcept {
-    if (!shared_) return map;
+    if (!needs_lock()) return map;
     lock();
     context_map copy(map);
     unlock();
@@ -131,10 +131,30 @@ class alignas(64) context_impl {
   }
   // The same with the ids of its policy-bearing entries (detail/flow.hpp).
   void snapshot(context_map& m, flow_keys& keys) const noexcept {
-    if (shared_) lock();
+    const bool locked = needs_lock();
+    if (locked) lock();
     m = map;
     keys = flow_;
-    if (shared_) unlock();
+    if (locked) unlock();
+  }
+
+  // Externally serialised contexts (the Python module's). Every thread that reads or
+  // writes such a context holds one lock outside the core (Python's GIL) — except C++
+  // code to which the context is lent with a write hook installed (before_write,
+  // installed and removed under that lock by the thread that writes the context):
+  // while no hook is installed its writer and readers skip the writer lock, which
+  // then costs two relaxed loads instead of a locked exchange. Marked by its creator
+  // before any other thread can reach it. A handle made for C++ code from an entered
+  // context (context_access::make: watchers, executors) may travel to threads that
+  // hold no such lock, so making one clears the mark for good.
+  void set_externally_serialized() noexcept { ext_serialized_.store(true, std::memory_order_relaxed); }
+  void clear_externally_serialized() noexcept { ext_serialized_.store(false, std::memory_order_relaxed); }
+  // Whether readers and the writer take the writer lock now.
+  bool needs_lock() const noexcept {
+    // acquire: a hook removed by a writer that left without the outside lock (after
+    // its last locked write) makes that write visible here.
+    return shared_ &&
+           (!ext_serialized_.load(std::memory_order_relaxed) || before_write.load(std::memory_order_acquire) != nullptr);
   }
   // The ids of the policy-bearing variables this context may hold (a
   // superset). Caller: the writer (the thread inside), or use snapshot().
@@ -148,7 +168,7 @@ class alignas(64) context_impl {
   // Cost: the walk, with this context's writer held off meanwhile.
   template <class F>
   int read_locked(F&& f) const {
-    if (!shared_) return f(map);
+    if (!needs_lock()) return f(map);
     lock();
     struct unlock_at_exit {
       const context_impl* c;
@@ -260,11 +280,12 @@ class alignas(64) context_impl {
 
   struct writer_lock {
     const context_impl& c;
-    explicit writer_lock(const context_impl& ci) noexcept : c(ci) {
-      if (c.shared_) c.lock();
+    const bool locked;
+    explicit writer_lock(const context_impl& ci) noexcept : c(ci), locked(ci.needs_lock()) {
+      if (locked) c.lock();
     }
     ~writer_lock() {
-      if (c.shared_) c.unlock();
+      if (locked) c.unlock();
     }
   };
 
@@ -277,6 +298,7 @@ class alignas(64) context_impl {
   std::atomic<std::uint64_t> owner_{0};  // thread_id of the thread inside, 0 if none
   mutable std::atomic<bool> lock_{false};
   const bool shared_;
+  std::atomic<bool> ext_serialized_{false};  // see set_externally_serialized
   flow_keys flow_;  // written by the writer under lock_ (see policy_keys)
 };
 
