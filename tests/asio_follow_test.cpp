@@ -10,7 +10,7 @@
 // Afterwards every thread that took part runs an unrelated job that must see
 // the default (no leak), and the thread that ran the io_context gets its own
 // context back.
-#include "asio_test_net.hpp"
+#include "asio_test_channel.hpp"
 
 #include <gtest/gtest.h>
 
@@ -28,24 +28,13 @@
 #include <tuple>
 #include <vector>
 
-#if defined(CTXVARS_TEST_BOOST_ASIO)
-#include <boost/asio/experimental/concurrent_channel.hpp>
-#else
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/concurrent_channel.hpp>
-#endif
-
 using namespace std::chrono_literals;
 using net::awaitable;
 using net::use_awaitable;
 
 namespace {
 
-#if defined(CTXVARS_TEST_BOOST_ASIO)
-using net::as_tuple;
-#else
-using net::experimental::as_tuple;
-#endif
+using net_channel::as_tuple;
 
 ctxvars::context_var<int> rid("rid", -1);
 

@@ -5,7 +5,7 @@
 // early stop, cancellation, exceptions, nesting, a body on another
 // executor/strand, and no leak into any thread afterwards. Compiled for both
 // Asios (asio_generator_test, boost_asio_generator_test; see asio_test_net.hpp).
-#include "asio_test_net.hpp"
+#include "asio_test_channel.hpp"
 
 #include <gtest/gtest.h>
 
@@ -20,23 +20,13 @@
 #include <thread>
 #include <vector>
 
-#if defined(CTXVARS_TEST_BOOST_ASIO)
-#include <boost/asio/experimental/concurrent_channel.hpp>
-#else
-#include <asio/experimental/concurrent_channel.hpp>
-#endif
-
 using namespace std::chrono_literals;
 using net::awaitable;
 using net::use_awaitable;
 
 namespace {
 
-#if defined(CTXVARS_TEST_BOOST_ASIO)
-using net::as_tuple;
-#else
-using net::experimental::as_tuple;
-#endif
+using net_channel::as_tuple;
 
 ctxvars::context_var<std::string> user("user", "nobody");
 ctxvars::context_var<int> stage("stage", 0);
