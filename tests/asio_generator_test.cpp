@@ -32,6 +32,14 @@ ctxvars::context_var<std::string> user("user", "nobody");
 ctxvars::context_var<int> stage("stage", 0);
 ctxvars::context_var<int> probe("probe", -1);  // written by every step: must never leak
 
+// Pulls g's next value and checks it (a co_await cannot sit inside EXPECT_EQ). Awaited
+// directly, so it runs in the consumer's context like the pull it replaces.
+template <class G, class T>
+awaitable<void> expect_next(G& g, T want) {
+  auto got = co_await g.next();
+  EXPECT_EQ(got, want);
+}
+
 template <class T>
 using gen = cx::async_generator<T>;
 template <class T>
@@ -178,26 +186,14 @@ TEST_F(AsioGenerator, TheBodySeesTheConsumersCurrentValuesAtEachPull) {
   auto consumer = [](AsioGenerator* t, seen* sn) -> awaitable<void> {
     (void)user.set("a");
     gen<int> g(t->io, [sn](yield_to<int> out) { return watcher(std::move(out), sn, false); });
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 0);
-    }
+    co_await expect_next(g, 0);
     (void)user.set("b");  // between two pulls
     (void)stage.set(2);
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 1);
-    }
+    co_await expect_next(g, 1);
     (void)user.set("c");
     (void)stage.set(3);
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 2);
-    }
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, std::nullopt);
-    }
+    co_await expect_next(g, 2);
+    co_await expect_next(g, std::nullopt);
     EXPECT_EQ(probe.get(), -1) << "the body'sn set reached the consumer";
   };
   run_consumer(consumer(this, &s));
@@ -251,21 +247,12 @@ TEST_F(AsioGenerator, ItsTokensAreForeignToTheConsumerAndTheConsumersToIt) {
     auto mine = user.set("outer");
     tb->consumer_token = &mine;
     gen<int> g(t->io, [tb](yield_to<int> out) { return token_body(std::move(out), tb); });
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 1);
-    }
+    co_await expect_next(g, 1);
     EXPECT_THROW(user.reset(*tb->body_token), ctxvars::foreign_token_error);
     EXPECT_EQ(user.get(), "outer");
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 2);
-    }
+    co_await expect_next(g, 2);
     (void)user.set("newer");
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 3);
-    }
+    co_await expect_next(g, 3);
     EXPECT_EQ(user.get(), "newer");
     EXPECT_FALSE(mine.used());
   };
@@ -291,20 +278,11 @@ TEST_F(AsioGenerator, AScopedSetHeldAcrossYieldsUndoesIntoTheConsumersCurrentVal
   auto consumer = [](AsioGenerator* t, seen* sn) -> awaitable<void> {
     (void)user.set("first");
     gen<int> g(t->io, [sn](yield_to<int> out) { return guard_body(std::move(out), sn); });
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 1);
-    }
+    co_await expect_next(g, 1);
     (void)user.set("second");
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 2);
-    }
+    co_await expect_next(g, 2);
     (void)user.set("third");
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 3);
-    }
+    co_await expect_next(g, 3);
     EXPECT_EQ(user.get(), "third");
   };
   run_consumer(consumer(this, &s));
@@ -346,14 +324,8 @@ TEST_F(AsioGenerator, AConsumerThatStopsEarlyRunsTheBodysCleanupInItsLayerOverIt
     (void)stage.set(1);
     {
       gen<int> g(t->io, [rec](yield_to<int> out) { return endless(std::move(out), rec); });
-      {
-        auto got_ = co_await g.next();
-        EXPECT_EQ(got_, 0);
-      }
-      {
-        auto got_ = co_await g.next();
-        EXPECT_EQ(got_, 1);
-      }
+      co_await expect_next(g, 0);
+      co_await expect_next(g, 1);
       (void)user.set("stopping");  // the context of the moment it stops
     }
     while (!rec->ran) co_await nap(1ms);
@@ -373,10 +345,7 @@ TEST_F(AsioGenerator, StoppingABodyOnAnotherIoContextRunsItsCleanupThereInItsLay
     (void)user.set("pulling");
     {
       gen<int> g(net::make_strand(t->other), [rec](yield_to<int> out) { return endless(std::move(out), rec); });
-      {
-        auto got_ = co_await g.next();
-        EXPECT_EQ(got_, 0);
-      }
+      co_await expect_next(g, 0);
       (void)user.set("stopping");
     }
     while (!rec->ran) co_await nap(1ms);
@@ -400,10 +369,7 @@ TEST_F(AsioGenerator, AnExceptionFromTheBodyReachesTheConsumerOnceAndLeavesItsCo
   auto consumer = [](AsioGenerator* t) -> awaitable<void> {
     (void)user.set("consumer");
     gen<int> g(net::make_strand(t->pool), [](yield_to<int> out) { return thrower(std::move(out)); });
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 1);
-    }
+    co_await expect_next(g, 1);
     bool threw = false;
     try {
       (void)co_await g.next();
@@ -453,10 +419,7 @@ TEST_F(AsioGenerator, CancellingAPullCancelsWhatTheBodyAwaitsInItsLayer) {
     using namespace net::experimental::awaitable_operators;
     (void)user.set("impatient");
     gen<int> g(t->io, [rec](yield_to<int> out) { return slow(std::move(out), rec); });
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 1);
-    }
+    co_await expect_next(g, 1);
     auto which = co_await (g.next() || nap(5ms));
     EXPECT_EQ(which.index(), 1u) << "the timeout wins";
     EXPECT_TRUE(rec->caught);
@@ -500,19 +463,10 @@ TEST_F(AsioGenerator, GeneratorsNestEachLevelOverTheOnePullingIt) {
     (void)user.set("c1");
     net::any_io_executor inner_ex = net::make_strand(t->pool);
     gen<int> outer(t->other, [=](yield_to<int> out) { return outer_body(std::move(out), inner_ex, is, os); });
-    {
-      auto got_ = co_await outer.next();
-      EXPECT_EQ(got_, 100);
-    }
+    co_await expect_next(outer, 100);
     (void)user.set("c2");
-    {
-      auto got_ = co_await outer.next();
-      EXPECT_EQ(got_, 101);
-    }
-    {
-      auto got_ = co_await outer.next();
-      EXPECT_EQ(got_, std::nullopt);
-    }
+    co_await expect_next(outer, 101);
+    co_await expect_next(outer, std::nullopt);
     EXPECT_EQ(stage.get(), 0);
   };
   run_consumer(consumer(this, &inner_seen, &outer_seen));
@@ -534,10 +488,7 @@ TEST_F(AsioGenerator, StoppingANestedGeneratorEarlyRunsTheInnerCleanupInItsLayer
     (void)stage.set(1);
     {
       gen<int> outer(t->io, [=](yield_to<int> out) { return outer_of_endless(std::move(out), t->other.get_executor(), rec); });
-      {
-        auto got_ = co_await outer.next();
-        EXPECT_EQ(got_, 0);
-      }
+      co_await expect_next(outer, 0);
     }  // the outer body's frames die in its layer, and with them the inner generator
     while (!rec->ran) co_await nap(1ms);
     EXPECT_EQ(stage.get(), 1);
@@ -591,17 +542,11 @@ TEST_F(AsioGenerator, ABodyOnAStrandOfAnotherIoContextIsFollowedThroughEveryExec
                        [=](yield_to<std::string> out) { return hopping_body(std::move(out), hp, &t->pool, &t->io); });
     for (const char* u : {"u0", "u1", "u2"}) {
       (void)user.set(u);
-      {
-        auto got_ = co_await g.next();
-        EXPECT_EQ(got_, std::string(u));
-      }
+      co_await expect_next(g, std::string(u));
       EXPECT_EQ(stage.get(), 0);
       EXPECT_EQ(probe.get(), -1);
     }
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, std::nullopt);
-    }
+    co_await expect_next(g, std::nullopt);
   };
   run_consumer(consumer(this, &h));
   EXPECT_EQ(h.resumed.load(), 12);
@@ -614,10 +559,7 @@ TEST_F(AsioGenerator, ABodyOnThePoolWithTheConsumerOnAStrandOfItToo) {
     gen<std::string> g(t->pool, [=](yield_to<std::string> out) { return hopping_body(std::move(out), hp, &t->pool, &t->io); });
     for (const char* u : {"x", "y", "z"}) {
       (void)user.set(u);
-      {
-        auto got_ = co_await g.next();
-        EXPECT_EQ(got_, std::string(u));
-      }
+      co_await expect_next(g, std::string(u));
     }
   };
   // The consumer itself runs on a strand of the pool; this thread only waits.
@@ -693,19 +635,10 @@ TEST_F(AsioGenerator, ABodyReadingFromASocketOverLoopback) {
   auto consumer = [](AsioGenerator* t, std::atomic<int>* wr) -> awaitable<void> {
     (void)user.set("consumer");
     gen<std::string> g(t->other, [=](yield_to<std::string> out) { return lines(std::move(out), &t->io, wr); });
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, std::string("alpha"));
-    }
+    co_await expect_next(g, std::string("alpha"));
     EXPECT_EQ(user.get(), "consumer");
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, std::string("beta"));
-    }
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, std::nullopt);
-    }
+    co_await expect_next(g, std::string("beta"));
+    co_await expect_next(g, std::nullopt);
   };
   run_consumer(consumer(this, &wrong));
   EXPECT_EQ(wrong.load(), 0);
@@ -743,10 +676,7 @@ TEST_F(AsioGenerator, TasksAndToThreadInsideTheBodyForkTheLayeredView) {
   auto consumer = [](AsioGenerator* t, child_record* rec) -> awaitable<void> {
     (void)user.set("parent");
     gen<int> g(t->other, [=](yield_to<int> out) { return spawning_body(std::move(out), rec, &t->pool); });
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 1);
-    }
+    co_await expect_next(g, 1);
     EXPECT_EQ(stage.get(), 0);
   };
   run_consumer(consumer(this, &r));
@@ -800,10 +730,7 @@ TEST_F(AsioGenerator, ASecondPullWhileOneIsPendingCompletesWithLogicError) {
     EXPECT_TRUE(second_failed);
     while (!first_done) co_await nap(1ms);
     EXPECT_EQ(first, 0) << "the first pull is unaffected";
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, 1);
-    }
+    co_await expect_next(g, 1);
   };
   run_consumer(consumer(this));
 }
@@ -819,10 +746,7 @@ TEST_F(AsioGenerator, MoveOnlyValuesAreMovedThrough) {
     auto b = co_await g.next();
     EXPECT_TRUE(a && *a && **a == 0);
     EXPECT_TRUE(b && *b && **b == 1);
-    {
-      auto got_ = co_await g.next();
-      EXPECT_EQ(got_, std::nullopt);
-    }
+    co_await expect_next(g, std::nullopt);
   };
   run_consumer(consumer(this));
 }
